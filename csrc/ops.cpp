@@ -1,0 +1,30 @@
+// Operator schemas of pcseg._C and the Python module entry point.
+// Kernels register per device in cpu/*.cpp and cuda/*.cu with TORCH_LIBRARY_IMPL.
+#include <Python.h>
+#include <torch/library.h>
+
+TORCH_LIBRARY(pcseg, m) {
+  // coord (N,3) float in voxelisation space, batch (N,) int64 -> coords (V,4) int32 [b,i,j,k],
+  // inverse (N,) int64, counts (V,) int64, order (N,) int64 (points grouped by voxel, stable).
+  m.def("voxelize(Tensor coord, Tensor batch, float[] voxel_size, float[] origin)"
+        " -> (Tensor, Tensor, Tensor, Tensor)");
+  // feat (N,C), order (N,), offsets (V+1,) -> (V,C) mean of each voxel's points.
+  m.def("segment_mean(Tensor feat, Tensor order, Tensor offsets) -> Tensor");
+}
+
+static PyObject* compiled_with_cuda(PyObject*, PyObject*) {
+#ifdef WITH_CUDA
+  Py_RETURN_TRUE;
+#else
+  Py_RETURN_FALSE;
+#endif
+}
+
+static PyMethodDef methods[] = {
+    {"compiled_with_cuda", compiled_with_cuda, METH_NOARGS,
+     "True when the CUDA kernels were compiled into this build."},
+    {nullptr, nullptr, 0, nullptr}};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, methods};
+
+PyMODINIT_FUNC PyInit__C(void) { return PyModule_Create(&module); }

@@ -1,0 +1,40 @@
+// Shared checks and key packing for the voxelisation kernels (CPU and CUDA).
+#pragma once
+#include <ATen/ATen.h>
+
+#include <cstdint>
+
+namespace pcseg {
+
+// Grid extents per axis after flooring; keys pack (b, i, j, k) in mixed radix so that integer
+// order equals lexicographic order and the key space is as small as the cloud allows.
+struct GridSpec {
+  int64_t extent[3];
+  int64_t batches;
+};
+
+inline void check_voxelize_inputs(const at::Tensor& coord, const at::Tensor& batch,
+                                  c10::ArrayRef<double> voxel_size, c10::ArrayRef<double> origin) {
+  TORCH_CHECK(coord.dim() == 2 && coord.size(1) == 3, "voxelize: coord must be (N, 3), got ",
+              coord.sizes());
+  TORCH_CHECK(coord.scalar_type() == at::kFloat || coord.scalar_type() == at::kDouble,
+              "voxelize: coord must be float32 or float64");
+  TORCH_CHECK(batch.dim() == 1 && batch.size(0) == coord.size(0),
+              "voxelize: batch must be (N,) like coord");
+  TORCH_CHECK(batch.scalar_type() == at::kLong, "voxelize: batch must be int64");
+  TORCH_CHECK(voxel_size.size() == 3 && origin.size() == 3,
+              "voxelize: voxel_size and origin need 3 values");
+  for (double v : voxel_size) TORCH_CHECK(v > 0, "voxelize: voxel sizes must be positive");
+}
+
+inline void check_segment_inputs(const at::Tensor& feat, const at::Tensor& order,
+                                 const at::Tensor& offsets) {
+  TORCH_CHECK(feat.dim() == 2, "segment_mean: feat must be (N, C)");
+  TORCH_CHECK(order.dim() == 1 && order.size(0) == feat.size(0) &&
+                  order.scalar_type() == at::kLong,
+              "segment_mean: order must be int64 (N,)");
+  TORCH_CHECK(offsets.dim() == 1 && offsets.size(0) >= 1 && offsets.scalar_type() == at::kLong,
+              "segment_mean: offsets must be int64 (V+1,)");
+}
+
+}  // namespace pcseg

@@ -1,0 +1,1 @@
+"""Data: on-disk formats, dataset metadata, samples and synthetic scenes."""

@@ -1,0 +1,1 @@
+"""Readers and writers for each on-disk format; every reader returns a sample dict."""

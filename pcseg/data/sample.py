@@ -1,0 +1,53 @@
+"""The sample dict: the one contract between readers, transforms and models.
+
+Every reader returns a ``dict[str, numpy.ndarray | str]`` with these keys:
+
+========== =============== ================================================================
+key        dtype / shape   meaning
+========== =============== ================================================================
+coord      float32 (N, 3)  point coordinates in metres
+feat       float32 (N, C)  input features (remission, colour, ...); C may be 0
+label      int64 (N,)      class index 0..K-1 of the dataset's meta; ``IGNORE_INDEX`` = -1
+label_mask bool (N,)       which labels a method may see (all True unless a budget applies)
+remission  float32 (N,)   optional: LiDAR remission / intensity
+color      float32 (N, 3)  optional: RGB in [0, 1]
+instance   int64 (N,)      optional: instance id, 0 = none
+frame_pose float64 (4, 4)  optional: sensor-to-world pose of the scan
+scene_id   str             identifier of the scan or room, unique within a dataset
+========== =============== ================================================================
+
+Image-to-LiDAR keys (``images``, ``pairing``, ``superpixels``) are added by the camera readers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+IGNORE_INDEX = -1
+
+Sample = dict[str, "np.ndarray | str"]
+
+
+def make_sample(
+    *,
+    coord: np.ndarray,
+    feat: np.ndarray,
+    label: np.ndarray | None,
+    scene_id: str,
+    **optional: np.ndarray,
+) -> Sample:
+    """Assemble a sample dict with the contract's dtypes; a missing label becomes all-ignore."""
+    n = len(coord)
+    if label is None:
+        label = np.full(n, IGNORE_INDEX, dtype=np.int64)
+    sample: Sample = {
+        "coord": np.ascontiguousarray(coord, dtype=np.float32),
+        "feat": np.ascontiguousarray(feat, dtype=np.float32).reshape(n, -1),
+        "label": np.ascontiguousarray(label, dtype=np.int64),
+        "label_mask": np.ones(n, dtype=bool),
+        "scene_id": scene_id,
+    }
+    for key, value in optional.items():
+        if value is not None:
+            sample[key] = value
+    return sample

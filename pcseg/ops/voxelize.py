@@ -1,0 +1,171 @@
+"""Grid sampling of (batch, x, y, z): unique voxels, point->voxel map, counts, voxel features.
+
+Voxels come out sorted by (batch, i, j, k), so the output order is deterministic and identical
+for the kernels and the reference. Grid indices are ``floor((p - origin) / voxel_size)`` in float64
+with ``origin`` the per-axis minimum of the whole call, so every index is >= 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, NamedTuple
+
+import torch
+from torch import Tensor
+
+from pcseg.ops._ext import has_kernel
+
+
+class Voxelization(NamedTuple):
+    """Result of :func:`voxelize` (V voxels, N points).
+
+    Attributes:
+        coords: int32 (V, 4) ``[batch, i, j, k]``, sorted lexicographically.
+        inverse: int64 (N,) voxel of each point.
+        counts: int64 (V,) points per voxel.
+        order: int64 (N,) point indices grouped by voxel, ascending within a voxel.
+        representative: int64 (V,) one point per voxel (lowest index, or random).
+        feat: (V, C) per-voxel features (mean or representative's) or None.
+        origin: float64 (3,) grid origin in the voxelisation space.
+        voxel_size: float64 (3,) voxel size in the voxelisation space.
+    """
+
+    coords: Tensor
+    inverse: Tensor
+    counts: Tensor
+    order: Tensor
+    representative: Tensor
+    feat: Tensor | None
+    origin: Tensor
+    voxel_size: Tensor
+
+
+def to_cylindrical(coord: Tensor) -> Tensor:
+    """(N, 3) Cartesian x, y, z -> (N, 3) float64 rho, phi (radians, [-pi, pi]), z."""
+    xyz = coord.double()
+    rho = torch.hypot(xyz[:, 0], xyz[:, 1])
+    phi = torch.atan2(xyz[:, 1], xyz[:, 0])
+    return torch.stack([rho, phi, xyz[:, 2]], dim=1)
+
+
+def voxelize_reference(
+    coord: Tensor, batch: Tensor, voxel_size: Sequence[float], origin: Sequence[float]
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Pure-PyTorch spec of the ``voxelize`` kernel: (coords, inverse, counts, order)."""
+    size = torch.tensor(voxel_size, dtype=torch.float64, device=coord.device)
+    start = torch.tensor(origin, dtype=torch.float64, device=coord.device)
+    grid = torch.floor((coord.double() - start) / size).long()
+    if len(coord) == 0:
+        empty = torch.empty(0, dtype=torch.long, device=coord.device)
+        return torch.empty(0, 4, dtype=torch.int32, device=coord.device), empty, empty, empty
+    if grid.min() < 0 or batch.min() < 0:
+        raise RuntimeError("voxelize: points lie below the grid origin or batch indices < 0")
+    extent = grid.amax(0) + 1
+    key = ((batch * extent[0] + grid[:, 0]) * extent[1] + grid[:, 1]) * extent[2] + grid[:, 2]
+    _, inverse, counts = torch.unique(key, sorted=True, return_inverse=True, return_counts=True)
+    order = torch.argsort(inverse, stable=True)
+    first = order[torch.cumsum(counts, 0) - counts]
+    coords = torch.cat([batch[first, None], grid[first]], dim=1).int()
+    return coords, inverse, counts, order
+
+
+def segment_mean_reference(feat: Tensor, order: Tensor, offsets: Tensor) -> Tensor:
+    """Pure-PyTorch spec of ``segment_mean``.
+
+    Returns (V, C): row v is the mean of ``feat[order[offsets[v]:offsets[v + 1]]]``.
+    """
+    counts = offsets.diff()
+    segment = torch.repeat_interleave(torch.arange(len(counts), device=feat.device), counts)
+    sums = feat.new_zeros(len(counts), feat.shape[1]).index_add_(0, segment, feat[order])
+    return sums / counts.clamp_min(1)[:, None].to(feat.dtype)
+
+
+class _SegmentMean(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, feat: Tensor, order: Tensor, offsets: Tensor) -> Tensor:
+        ctx.save_for_backward(order, offsets)
+        ctx.num_points = feat.shape[0]
+        return torch.ops.pcseg.segment_mean(feat, order, offsets)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
+        order, offsets = ctx.saved_tensors
+        counts = offsets.diff()
+        per_point = (grad / counts.clamp_min(1)[:, None].to(grad.dtype)).repeat_interleave(
+            counts, dim=0
+        )
+        out = grad.new_zeros(ctx.num_points, grad.shape[1])
+        out[order] = per_point
+        return out, None, None
+
+
+def segment_mean(feat: Tensor, order: Tensor, offsets: Tensor) -> Tensor:
+    """Differentiable per-segment mean, (N, C) -> (V, C); an empty segment gives 0."""
+    if has_kernel(feat.device):
+        return _SegmentMean.apply(feat, order, offsets)
+    return segment_mean_reference(feat, order, offsets)
+
+
+def _voxel_space(coord: Tensor, mode: str) -> Tensor:
+    if mode == "cartesian":
+        return coord
+    if mode == "cylindrical":
+        return to_cylindrical(coord)
+    raise ValueError(f"voxelize: mode must be 'cartesian' or 'cylindrical', got {mode!r}")
+
+
+def voxelize(
+    coord: Tensor,
+    voxel_size: float | Sequence[float],
+    *,
+    batch: Tensor | None = None,
+    feat: Tensor | None = None,
+    mode: Literal["cartesian", "cylindrical"] = "cartesian",
+    reduce: Literal["mean", "representative"] = "mean",
+    generator: torch.Generator | None = None,
+) -> Voxelization:
+    """Voxelise a (batched) point cloud.
+
+    Args:
+        coord: float (N, 3) x, y, z in metres.
+        voxel_size: one size or three; for ``cylindrical`` the sizes are (rho m, phi rad, z m).
+        batch: int64 (N,) sample index of each point; all zeros when omitted.
+        feat: optional (N, C) features reduced per voxel.
+        mode: ``cartesian`` or ``cylindrical`` (rho, phi, z) voxels.
+        reduce: ``mean`` of the voxel's features, or the representative point's features.
+        generator: when given, the representative is a random point of the voxel drawn from it;
+            otherwise the point with the lowest index.
+    """
+    if coord.ndim != 2 or coord.shape[1] != 3:
+        raise ValueError(f"voxelize: coord must be (N, 3), got {tuple(coord.shape)}")
+    sizes = [float(voxel_size)] * 3 if isinstance(voxel_size, int | float) else list(voxel_size)
+    if batch is None:
+        batch = torch.zeros(len(coord), dtype=torch.long, device=coord.device)
+    space = _voxel_space(coord, mode)
+    if len(space) and not torch.isfinite(space).all():
+        raise ValueError("voxelize: coordinates contain NaN or inf")
+    origin = space.amin(0).double().tolist() if len(space) else [0.0, 0.0, 0.0]
+    if has_kernel(coord.device):
+        coords, inverse, counts, order = torch.ops.pcseg.voxelize(space, batch, sizes, origin)
+    else:
+        coords, inverse, counts, order = voxelize_reference(space, batch, sizes, origin)
+    offsets = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+    representative = _representatives(order, offsets, generator)
+    voxel_feat = None
+    if feat is not None:
+        if reduce == "mean":
+            voxel_feat = segment_mean(feat, order, offsets)
+        else:
+            voxel_feat = feat[representative]
+    return Voxelization(
+        coords, inverse, counts, order, representative, voxel_feat,
+        torch.tensor(origin, dtype=torch.float64), torch.tensor(sizes, dtype=torch.float64),
+    )
+
+
+def _representatives(order: Tensor, offsets: Tensor, generator: torch.Generator | None) -> Tensor:
+    if generator is None or len(order) == 0:
+        return order[offsets[:-1]]
+    counts = offsets.diff()
+    pick = (torch.rand(len(counts), generator=generator, device=generator.device) * counts)
+    return order[offsets[:-1] + pick.long().to(order.device).clamp_max(counts - 1)]
