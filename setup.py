@@ -30,14 +30,14 @@ def _with_cuda() -> bool:
 
 def _extension():
     sources = sorted(glob("csrc/*.cpp") + glob("csrc/cpu/*.cpp"))
-    cxx = ["-O3", "-std=c++17"]
+    cxx = ["-O3"]
     if _with_cuda():
         sources += sorted(glob("csrc/cuda/*.cu"))
         return CUDAExtension(
             "pcseg._C",
             sources,
             define_macros=[("WITH_CUDA", None)],
-            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-std=c++17"]},
+            extra_compile_args={"cxx": cxx, "nvcc": ["-O3"]},
         )
     return CppExtension("pcseg._C", sources, extra_compile_args={"cxx": cxx})
 
