@@ -104,7 +104,7 @@ def test_bad_user_files_give_clear_errors(tmp_path):
     with pytest.raises(DataFormatError, match="NaN/inf"):
         read_cloud(tmp_path / "nan.npz", spec)
     (tmp_path / "broken.ply").write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 9")
-    with pytest.raises(DataFormatError, match="broken.ply: cannot read PLY"):
+    with pytest.raises(DataFormatError, match=r"broken\.ply: cannot read PLY"):
         read_cloud(tmp_path / "broken.ply", spec)
     with pytest.raises(DataFormatError, match="need a CloudSpec"):
         read_cloud(tmp_path / "broken.ply")
