@@ -4,10 +4,11 @@
 #include <torch/library.h>
 
 TORCH_LIBRARY(pcseg, m) {
-  // coord (N,3) float in voxelisation space, batch (N,) int64 -> coords (V,4) int32 [b,i,j,k],
-  // inverse (N,) int64, counts (V,) int64, order (N,) int64 (points grouped by voxel, stable).
+  // coord (N,3) float in voxelisation space, batch (N,) int64, origin [] (= per-axis minimum)
+  // or 3 values -> coords (V,4) int32 [b,i,j,k], inverse (N,) int64, counts (V,) int64,
+  // order (N,) int64 (points grouped by voxel, stable), origin (3,) float64.
   m.def("voxelize(Tensor coord, Tensor batch, float[] voxel_size, float[] origin)"
-        " -> (Tensor, Tensor, Tensor, Tensor)");
+        " -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
   // feat (N,C), order (N,), offsets (V+1,) -> (V,C) mean of each voxel's points.
   m.def("segment_mean(Tensor feat, Tensor order, Tensor offsets) -> Tensor");
 }

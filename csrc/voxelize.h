@@ -6,13 +6,8 @@
 
 namespace pcseg {
 
-// Grid extents per axis after flooring; keys pack (b, i, j, k) in mixed radix so that integer
-// order equals lexicographic order and the key space is as small as the cloud allows.
-struct GridSpec {
-  int64_t extent[3];
-  int64_t batches;
-};
-
+// Keys pack (b, i, j, k) in mixed radix over the observed extents, so integer order equals
+// lexicographic order and the key space is as small as the cloud allows.
 inline void check_voxelize_inputs(const at::Tensor& coord, const at::Tensor& batch,
                                   c10::ArrayRef<double> voxel_size, c10::ArrayRef<double> origin) {
   TORCH_CHECK(coord.dim() == 2 && coord.size(1) == 3, "voxelize: coord must be (N, 3), got ",
@@ -22,9 +17,16 @@ inline void check_voxelize_inputs(const at::Tensor& coord, const at::Tensor& bat
   TORCH_CHECK(batch.dim() == 1 && batch.size(0) == coord.size(0),
               "voxelize: batch must be (N,) like coord");
   TORCH_CHECK(batch.scalar_type() == at::kLong, "voxelize: batch must be int64");
-  TORCH_CHECK(voxel_size.size() == 3 && origin.size() == 3,
-              "voxelize: voxel_size and origin need 3 values");
+  TORCH_CHECK(batch.device() == coord.device(), "voxelize: batch and coord on different devices");
+  TORCH_CHECK(voxel_size.size() == 3, "voxelize: voxel_size needs 3 values");
+  TORCH_CHECK(origin.empty() || origin.size() == 3, "voxelize: origin needs 0 or 3 values");
   for (double v : voxel_size) TORCH_CHECK(v > 0, "voxelize: voxel sizes must be positive");
+}
+
+inline void check_key_space(int64_t batches, int64_t ex, int64_t ey, int64_t ez) {
+  TORCH_CHECK(static_cast<long double>(batches) * ex * ey * ez < 4.6e18L,
+              "voxelize: grid too large for 64-bit keys (", batches, " x ", ex, " x ", ey, " x ",
+              ez, " voxels); use a larger voxel size");
 }
 
 inline void check_segment_inputs(const at::Tensor& feat, const at::Tensor& order,

@@ -1,8 +1,14 @@
 // Voxelisation on the CPU: floor to grid, pack keys, stable LSD radix sort, run-length unique.
+// Bounds (origin, extents, batch range) are gathered inside the parallel passes, one slot per
+// chunk, because torch's column reductions on (N, 3) tensors cost more than the whole sort.
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <array>
+#include <cmath>
+#include <limits>
+#include <utility>
 #include <vector>
 
 #include "../voxelize.h"
@@ -10,31 +16,90 @@
 namespace pcseg {
 namespace {
 
-template <typename scalar_t>
-void floor_to_grid(const at::Tensor& coord, c10::ArrayRef<double> size,
-                   c10::ArrayRef<double> origin, at::Tensor& grid) {
-  const scalar_t* xyz = coord.data_ptr<scalar_t>();
-  int64_t* g = grid.data_ptr<int64_t>();
-  const std::array<double, 3> s{size[0], size[1], size[2]}, o{origin[0], origin[1], origin[2]};
-  at::parallel_for(0, coord.size(0), 4096, [&](int64_t begin, int64_t end) {
-    for (int64_t p = begin; p < end; ++p)
-      for (int a = 0; a < 3; ++a)
-        g[3 * p + a] = static_cast<int64_t>(std::floor((static_cast<double>(xyz[3 * p + a]) - o[a]) / s[a]));
+// Run fn(chunk, begin, end) over about one chunk per thread; returns the number of chunks.
+template <typename Fn>
+int64_t for_chunks(int64_t n, Fn fn) {
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n / 8192));
+  at::parallel_for(0, chunks, 1, [&](int64_t first, int64_t last) {
+    for (int64_t c = first; c < last; ++c) fn(c, n * c / chunks, n * (c + 1) / chunks);
   });
+  return chunks;
 }
 
-// Stable LSD radix sort of (key, index) pairs, 8 bits per pass, skipping constant bytes.
+template <typename scalar_t>
+std::array<double, 3> min_corner(const scalar_t* xyz, int64_t n) {
+  const double inf = std::numeric_limits<double>::infinity();
+  std::vector<std::array<double, 3>> mins(at::get_num_threads() + 1, {inf, inf, inf});
+  std::vector<char> finite(mins.size(), 1);
+  const int64_t chunks = for_chunks(n, [&](int64_t c, int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p)
+      for (int a = 0; a < 3; ++a) {
+        const double v = xyz[3 * p + a];
+        finite[c] &= std::isfinite(v);
+        mins[c][a] = std::min(mins[c][a], v);
+      }
+  });
+  std::array<double, 3> out{inf, inf, inf};
+  for (int64_t c = 0; c < chunks; ++c) {
+    TORCH_CHECK(finite[c], "voxelize: coordinates contain NaN or inf");
+    for (int a = 0; a < 3; ++a) out[a] = std::min(out[a], mins[c][a]);
+  }
+  return out;
+}
+
+struct Bounds {
+  int64_t lo = std::numeric_limits<int64_t>::max(), hi[4] = {-1, -1, -1, -1};
+};
+
+// grid = floor((p - origin) / size) in float64, exactly as the reference computes it.
+template <typename scalar_t>
+Bounds floor_to_grid(const scalar_t* xyz, const int64_t* batch, int64_t n,
+                     const std::array<double, 3>& size, const std::array<double, 3>& origin,
+                     int64_t* grid) {
+  std::vector<Bounds> parts(at::get_num_threads() + 1);
+  const int64_t chunks = for_chunks(n, [&](int64_t c, int64_t begin, int64_t end) {
+    Bounds& b = parts[c];
+    for (int64_t p = begin; p < end; ++p) {
+      for (int a = 0; a < 3; ++a) {
+        const int64_t g = static_cast<int64_t>(
+            std::floor((static_cast<double>(xyz[3 * p + a]) - origin[a]) / size[a]));
+        grid[3 * p + a] = g;
+        b.lo = std::min(b.lo, g);
+        b.hi[a] = std::max(b.hi[a], g);
+      }
+      b.lo = std::min(b.lo, batch[p]);
+      b.hi[3] = std::max(b.hi[3], batch[p]);
+    }
+  });
+  Bounds out;
+  for (int64_t c = 0; c < chunks; ++c) {
+    out.lo = std::min(out.lo, parts[c].lo);
+    for (int a = 0; a < 4; ++a) out.hi[a] = std::max(out.hi[a], parts[c].hi[a]);
+  }
+  return out;
+}
+
+// Stable LSD radix sort of (key, index) pairs, 11 bits per pass, all histograms in one read.
 void radix_sort(std::vector<uint64_t>& keys, std::vector<int64_t>& index, uint64_t max_key) {
+  constexpr int kBits = 11;
+  constexpr size_t kBuckets = size_t{1} << kBits;
+  int passes = 0;
+  while (passes * kBits < 64 && (max_key >> (passes * kBits)) != 0) ++passes;
   const size_t n = keys.size();
+  std::vector<std::array<size_t, kBuckets>> hist(passes);
+  for (auto& h : hist) h.fill(0);
+  for (size_t p = 0; p < n; ++p)
+    for (int d = 0; d < passes; ++d) ++hist[d][(keys[p] >> (d * kBits)) & (kBuckets - 1)];
   std::vector<uint64_t> keys_tmp(n);
   std::vector<int64_t> index_tmp(n);
-  for (int shift = 0; shift < 64 && (max_key >> shift) != 0; shift += 8) {
-    std::array<size_t, 257> bucket{};
-    for (size_t p = 0; p < n; ++p) ++bucket[((keys[p] >> shift) & 0xFF) + 1];
-    if (*std::max_element(bucket.begin(), bucket.end()) == n) continue;
-    for (int b = 0; b < 256; ++b) bucket[b + 1] += bucket[b];
+  for (int d = 0; d < passes; ++d) {
+    auto& h = hist[d];
+    if (*std::max_element(h.begin(), h.end()) == n) continue;  // constant digit
+    size_t sum = 0;
+    for (auto& count : h) sum += std::exchange(count, sum);
+    const int shift = d * kBits;
     for (size_t p = 0; p < n; ++p) {
-      const size_t dst = bucket[(keys[p] >> shift) & 0xFF]++;
+      const size_t dst = h[(keys[p] >> shift) & (kBuckets - 1)]++;
       keys_tmp[dst] = keys[p];
       index_tmp[dst] = index[p];
     }
@@ -45,36 +110,38 @@ void radix_sort(std::vector<uint64_t>& keys, std::vector<int64_t>& index, uint64
 
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> voxelize_cpu(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> voxelize_cpu(
     const at::Tensor& coord_in, const at::Tensor& batch_in, c10::ArrayRef<double> voxel_size,
-    c10::ArrayRef<double> origin) {
-  check_voxelize_inputs(coord_in, batch_in, voxel_size, origin);
+    c10::ArrayRef<double> origin_in) {
+  check_voxelize_inputs(coord_in, batch_in, voxel_size, origin_in);
   const at::Tensor coord = coord_in.contiguous();
   const at::Tensor batch = batch_in.contiguous();
   const int64_t n = coord.size(0);
   const auto long_opts = coord.options().dtype(at::kLong);
+  at::Tensor grid = at::empty({n, 3}, long_opts);
+  std::array<double, 3> origin{0, 0, 0};
+  const std::array<double, 3> size{voxel_size[0], voxel_size[1], voxel_size[2]};
+  Bounds bounds;
+  AT_DISPATCH_FLOATING_TYPES(coord.scalar_type(), "voxelize_cpu", [&] {
+    const scalar_t* xyz = coord.data_ptr<scalar_t>();
+    if (!origin_in.empty()) origin = {origin_in[0], origin_in[1], origin_in[2]};
+    else if (n > 0) origin = min_corner(xyz, n);
+    bounds = floor_to_grid(xyz, batch.data_ptr<int64_t>(), n, size, origin, grid.data_ptr<int64_t>());
+  });
+  at::Tensor origin_out = at::tensor({origin[0], origin[1], origin[2]}, long_opts.dtype(at::kDouble));
   if (n == 0)
     return {at::empty({0, 4}, coord.options().dtype(at::kInt)), at::empty({0}, long_opts),
-            at::empty({0}, long_opts), at::empty({0}, long_opts)};
-
-  at::Tensor grid = at::empty({n, 3}, long_opts);
-  AT_DISPATCH_FLOATING_TYPES(coord.scalar_type(), "voxelize_cpu",
-                             [&] { floor_to_grid<scalar_t>(coord, voxel_size, origin, grid); });
-  TORCH_CHECK(grid.min().item<int64_t>() >= 0, "voxelize: points lie below the grid origin");
-  TORCH_CHECK(batch.min().item<int64_t>() >= 0, "voxelize: batch indices must be >= 0");
-  const at::Tensor extent_t = grid.amax(0) + 1;
-  const int64_t ex = extent_t[0].item<int64_t>(), ey = extent_t[1].item<int64_t>(),
-                ez = extent_t[2].item<int64_t>();
-  const int64_t batches = batch.max().item<int64_t>() + 1;
-  TORCH_CHECK(static_cast<long double>(batches) * ex * ey * ez < 4.6e18L,
-              "voxelize: grid too large for 64-bit keys (", batches, " x ", ex, " x ", ey, " x ",
-              ez, " voxels); use a larger voxel size");
+            at::empty({0}, long_opts), at::empty({0}, long_opts), origin_out};
+  TORCH_CHECK(bounds.lo >= 0, "voxelize: points lie below the grid origin or batch indices < 0");
+  const int64_t ex = bounds.hi[0] + 1, ey = bounds.hi[1] + 1, ez = bounds.hi[2] + 1;
+  const int64_t batches = bounds.hi[3] + 1;
+  check_key_space(batches, ex, ey, ez);
 
   std::vector<uint64_t> keys(n);
   std::vector<int64_t> index(n);
   const int64_t* g = grid.data_ptr<int64_t>();
   const int64_t* b = batch.data_ptr<int64_t>();
-  at::parallel_for(0, n, 4096, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, n, 8192, [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
       keys[p] = static_cast<uint64_t>(((b[p] * ex + g[3 * p]) * ey + g[3 * p + 1]) * ez + g[3 * p + 2]);
       index[p] = p;
@@ -83,7 +150,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> voxelize_cpu(
   radix_sort(keys, index, static_cast<uint64_t>(batches * ex * ey * ez - 1));
 
   std::vector<int64_t> starts;
-  starts.reserve(n / 2 + 1);
+  starts.reserve(n);
   for (int64_t p = 0; p < n; ++p)
     if (p == 0 || keys[p] != keys[p - 1]) starts.push_back(p);
   const int64_t v = static_cast<int64_t>(starts.size());
@@ -92,11 +159,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> voxelize_cpu(
   at::Tensor coords = at::empty({v, 4}, coord.options().dtype(at::kInt));
   at::Tensor counts = at::empty({v}, long_opts);
   at::Tensor inverse = at::empty({n}, long_opts);
-  at::Tensor order = at::from_blob(index.data(), {n}, long_opts).clone();
+  at::Tensor order = at::empty({n}, long_opts);
+  std::copy(index.begin(), index.end(), order.data_ptr<int64_t>());
   int32_t* c = coords.data_ptr<int32_t>();
   int64_t* cnt = counts.data_ptr<int64_t>();
   int64_t* inv = inverse.data_ptr<int64_t>();
-  at::parallel_for(0, v, 1024, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, v, 2048, [&](int64_t begin, int64_t end) {
     for (int64_t k = begin; k < end; ++k) {
       const int64_t first = index[starts[k]];
       c[4 * k] = static_cast<int32_t>(b[first]);
@@ -105,7 +173,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> voxelize_cpu(
       for (int64_t p = starts[k]; p < starts[k + 1]; ++p) inv[index[p]] = k;
     }
   });
-  return {coords, inverse, counts, order};
+  return {coords, inverse, counts, order, origin_out};
 }
 
 at::Tensor segment_mean_cpu(const at::Tensor& feat_in, const at::Tensor& order_in,

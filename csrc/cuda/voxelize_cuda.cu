@@ -4,6 +4,8 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <vector>
+
 #include "../voxelize.h"
 
 namespace pcseg {
@@ -77,18 +79,28 @@ __global__ void segment_mean_kernel(const scalar_t* __restrict__ feat,
 
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> voxelize_cuda(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> voxelize_cuda(
     const at::Tensor& coord_in, const at::Tensor& batch_in, c10::ArrayRef<double> voxel_size,
-    c10::ArrayRef<double> origin) {
-  check_voxelize_inputs(coord_in, batch_in, voxel_size, origin);
+    c10::ArrayRef<double> origin_in) {
+  check_voxelize_inputs(coord_in, batch_in, voxel_size, origin_in);
   const c10::cuda::CUDAGuard guard(coord_in.device());
   const at::Tensor coord = coord_in.contiguous();
   const at::Tensor batch = batch_in.contiguous();
   const int64_t n = coord.size(0);
   const auto long_opts = coord.options().dtype(at::kLong);
+  std::vector<double> origin(origin_in.begin(), origin_in.end());
+  if (origin.empty()) {
+    origin = {0.0, 0.0, 0.0};
+    if (n > 0) {
+      TORCH_CHECK(coord.isfinite().all().item<bool>(), "voxelize: coordinates contain NaN or inf");
+      const at::Tensor low = coord.amin(0).to(at::kDouble).cpu();
+      for (int a = 0; a < 3; ++a) origin[a] = low[a].item<double>();
+    }
+  }
+  at::Tensor origin_out = at::tensor(origin, at::TensorOptions().dtype(at::kDouble));
   if (n == 0)
     return {at::empty({0, 4}, coord.options().dtype(at::kInt)), at::empty({0}, long_opts),
-            at::empty({0}, long_opts), at::empty({0}, long_opts)};
+            at::empty({0}, long_opts), at::empty({0}, long_opts), origin_out};
   const auto stream = c10::cuda::getCurrentCUDAStream();
 
   at::Tensor grid = at::empty({n, 3}, long_opts);
@@ -97,14 +109,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> voxelize_cuda(
         coord.data_ptr<scalar_t>(), n, voxel_size[0], voxel_size[1], voxel_size[2], origin[0],
         origin[1], origin[2], grid.data_ptr<int64_t>());
   });
-  TORCH_CHECK(grid.min().item<int64_t>() >= 0, "voxelize: points lie below the grid origin");
-  TORCH_CHECK(batch.min().item<int64_t>() >= 0, "voxelize: batch indices must be >= 0");
+  TORCH_CHECK(grid.min().item<int64_t>() >= 0 && batch.min().item<int64_t>() >= 0,
+              "voxelize: points lie below the grid origin or batch indices < 0");
   const at::Tensor extent_t = (grid.amax(0) + 1).cpu();
   const int64_t ex = extent_t[0].item<int64_t>(), ey = extent_t[1].item<int64_t>(),
                 ez = extent_t[2].item<int64_t>();
   const int64_t batches = batch.max().item<int64_t>() + 1;
-  TORCH_CHECK(static_cast<long double>(batches) * ex * ey * ez < 4.6e18L,
-              "voxelize: grid too large for 64-bit keys; use a larger voxel size");
+  check_key_space(batches, ex, ey, ez);
 
   at::Tensor keys = at::empty({n}, long_opts);
   pack_keys_kernel<<<blocks_for(n), kThreads, 0, stream>>>(
@@ -125,7 +136,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> voxelize_cuda(
       ex, ey, ez, offsets.data_ptr<int64_t>(), coords.data_ptr<int32_t>(),
       inverse.data_ptr<int64_t>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return {coords, inverse, offsets.diff(), perm};
+  return {coords, inverse, offsets.diff(), perm, origin_out};
 }
 
 at::Tensor segment_mean_cuda(const at::Tensor& feat_in, const at::Tensor& order_in,

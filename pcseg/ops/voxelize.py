@@ -2,7 +2,8 @@
 
 Voxels come out sorted by (batch, i, j, k), so the output order is deterministic and identical
 for the kernels and the reference. Grid indices are ``floor((p - origin) / voxel_size)`` in float64
-with ``origin`` the per-axis minimum of the whole call, so every index is >= 0.
+with ``origin`` the per-axis minimum of the whole call (computed by the kernel, in the same pass
+that rejects NaN/inf), so every index is >= 0.
 """
 
 from __future__ import annotations
@@ -49,15 +50,26 @@ def to_cylindrical(coord: Tensor) -> Tensor:
 
 
 def voxelize_reference(
-    coord: Tensor, batch: Tensor, voxel_size: Sequence[float], origin: Sequence[float]
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Pure-PyTorch spec of the ``voxelize`` kernel: (coords, inverse, counts, order)."""
+    coord: Tensor, batch: Tensor, voxel_size: Sequence[float], origin: Sequence[float] = ()
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Pure-PyTorch spec of the ``voxelize`` kernel: (coords, inverse, counts, order, origin).
+
+    An empty ``origin`` means the per-axis minimum of ``coord``.
+    """
+    if len(coord) and not torch.isfinite(coord).all():
+        raise RuntimeError("voxelize: coordinates contain NaN or inf")
+    if len(origin):
+        start = torch.tensor(origin, dtype=torch.float64, device=coord.device)
+    elif len(coord):
+        start = coord.amin(0).double()
+    else:
+        start = torch.zeros(3, dtype=torch.float64, device=coord.device)
     size = torch.tensor(voxel_size, dtype=torch.float64, device=coord.device)
-    start = torch.tensor(origin, dtype=torch.float64, device=coord.device)
     grid = torch.floor((coord.double() - start) / size).long()
     if len(coord) == 0:
         empty = torch.empty(0, dtype=torch.long, device=coord.device)
-        return torch.empty(0, 4, dtype=torch.int32, device=coord.device), empty, empty, empty
+        coords = torch.empty(0, 4, dtype=torch.int32, device=coord.device)
+        return coords, empty, empty, empty, start.cpu()
     if grid.min() < 0 or batch.min() < 0:
         raise RuntimeError("voxelize: points lie below the grid origin or batch indices < 0")
     extent = grid.amax(0) + 1
@@ -66,7 +78,7 @@ def voxelize_reference(
     order = torch.argsort(inverse, stable=True)
     first = order[torch.cumsum(counts, 0) - counts]
     coords = torch.cat([batch[first, None], grid[first]], dim=1).int()
-    return coords, inverse, counts, order
+    return coords, inverse, counts, order, start.cpu()
 
 
 def segment_mean_reference(feat: Tensor, order: Tensor, offsets: Tensor) -> Tensor:
@@ -142,13 +154,13 @@ def voxelize(
     if batch is None:
         batch = torch.zeros(len(coord), dtype=torch.long, device=coord.device)
     space = _voxel_space(coord, mode)
-    if len(space) and not torch.isfinite(space).all():
-        raise ValueError("voxelize: coordinates contain NaN or inf")
-    origin = space.amin(0).double().tolist() if len(space) else [0.0, 0.0, 0.0]
-    if has_kernel(coord.device):
-        coords, inverse, counts, order = torch.ops.pcseg.voxelize(space, batch, sizes, origin)
-    else:
-        coords, inverse, counts, order = voxelize_reference(space, batch, sizes, origin)
+    run = torch.ops.pcseg.voxelize if has_kernel(coord.device) else voxelize_reference
+    try:
+        coords, inverse, counts, order, origin = run(space, batch, sizes, [])
+    except RuntimeError as error:
+        if "NaN or inf" in str(error):
+            raise ValueError("voxelize: coordinates contain NaN or inf") from error
+        raise
     offsets = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
     representative = _representatives(order, offsets, generator)
     voxel_feat = None
@@ -159,7 +171,7 @@ def voxelize(
             voxel_feat = feat[representative]
     return Voxelization(
         coords, inverse, counts, order, representative, voxel_feat,
-        torch.tensor(origin, dtype=torch.float64), torch.tensor(sizes, dtype=torch.float64),
+        origin, torch.tensor(sizes, dtype=torch.float64),
     )
 
 

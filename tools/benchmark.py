@@ -1,0 +1,106 @@
+"""Time pcseg's ops against their PyTorch references and what a user would otherwise use.
+
+Every ratio is measured side by side in one run on one machine; times are medians over repeats.
+
+    python tools/benchmark.py [--json FILE] [--repeats 20] [--data ../shared/data]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pcseg.data.formats import semantickitti
+from pcseg.ops import voxelize, voxelize_reference
+from pcseg.ops._ext import extension_available
+
+REAL_SCAN = Path("semantickitti/sequences/00/velodyne/000000.bin")
+
+
+def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
+    """Median wall time of ``fn`` in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def _open3d_downsample(coord: np.ndarray, voxel_size: float) -> Callable[[], object] | None:
+    try:
+        import open3d
+    except ImportError:
+        return None
+    cloud = open3d.geometry.PointCloud(open3d.utility.Vector3dVector(coord.astype(np.float64)))
+    return lambda: cloud.voxel_down_sample(voxel_size)
+
+
+def bench_voxelize(name: str, coord: np.ndarray, voxel_size: float, repeats: int) -> dict:
+    """Voxelisation: the kernel, the full wrapper, the PyTorch reference and Open3D."""
+    points = torch.from_numpy(np.ascontiguousarray(coord, dtype=np.float32))
+    batch = torch.zeros(len(points), dtype=torch.long)
+    sizes = [voxel_size] * 3
+    methods: dict[str, Callable[[], object]] = {
+        "reference": lambda: voxelize_reference(points, batch, sizes, []),
+    }
+    if extension_available():
+        methods["kernel"] = lambda: torch.ops.pcseg.voxelize(points, batch, sizes, [])
+        methods["voxelize"] = lambda: voxelize(points, voxel_size, batch=batch)
+    open3d_fn = _open3d_downsample(coord, voxel_size)
+    if open3d_fn is not None:
+        methods["open3d_voxel_down_sample"] = open3d_fn
+    times = {method: median_ms(fn, repeats) for method, fn in methods.items()}
+    result = {"case": name, "points": len(points), "voxel_size": voxel_size,
+              "voxels": len(voxelize(points, voxel_size).counts), "median_ms": times}
+    if "kernel" in times:
+        result["speedup_kernel_vs"] = {
+            other: times[other] / times["kernel"] for other in times if other != "kernel"
+        }
+    return result
+
+
+def cases(data_root: Path, repeats: int) -> list[dict]:
+    results = []
+    scan = data_root / REAL_SCAN
+    if scan.is_file():
+        coord = semantickitti.read_scan(scan)[:, :3]
+        results.append(bench_voxelize("voxelize/semantickitti_00_000000", coord, 0.05, repeats))
+    rng = np.random.default_rng(0)
+    cloud = rng.uniform([-50, -50, -3], [50, 50, 5], size=(1_000_000, 3))
+    results.append(bench_voxelize("voxelize/synthetic_1M", cloud, 0.05, max(3, repeats // 4)))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--data", type=Path, default=Path(__file__).parents[1] / "../shared/data")
+    args = parser.parse_args()
+    report = {
+        "machine": {"platform": platform.platform(), "cpu_threads": torch.get_num_threads(),
+                    "torch": torch.__version__, "extension": extension_available()},
+        "results": cases(args.data, args.repeats),
+    }
+    for result in report["results"]:
+        timings = ", ".join(f"{k} {v:.2f} ms" for k, v in result["median_ms"].items())
+        print(f"{result['case']} ({result['points']:,} points): {timings}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
