@@ -41,3 +41,6 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
 )
 
 NUM_CLASSES = len(CLASS_NAMES)
+
+# name -> raw id, for code that writes raw labels (synthetic scenes).
+RAW_IDS: dict[str, int] = {name: raw for raw, name in RAW_NAMES.items()}

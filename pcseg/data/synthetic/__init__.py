@@ -1,0 +1,1 @@
+"""Procedural synthetic scenes written in the real on-disk formats."""

@@ -1,0 +1,222 @@
+"""Synthetic outdoor LiDAR + camera sequences written in the SemanticKITTI layout.
+
+A simulated spinning LiDAR (KITTI's HDL-64E geometry: 64 beams from +2° to -24.8°, 1.73 m above
+the road) drives along a procedural street (:mod:`pcseg.data.synthetic.street`) and is ray-cast
+against its analytic primitives; a camera renders ``image_2`` from the same scene through P2.
+Each sequence directory gets::
+
+    velodyne/XXXXXX.bin  labels/XXXXXX.label  image_2/XXXXXX.png  calib.txt  poses.txt  times.txt
+
+Labels are raw SemanticKITTI ids with instance ids for things; cars of the opposite lane and the
+car ahead move (raw id 252). ``poses.txt`` holds cam0 poses as KITTI does (LiDAR pose =
+Tr⁻¹·P·Tr) relative to the first frame; the scene itself lives in street coordinates (see
+:mod:`~pcseg.data.synthetic.street`). Everything is a function of ``seed`` and the sequence name.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from pcseg.data.formats import semantickitti as kitti
+from pcseg.data.synthetic import street_objects as obj
+from pcseg.data.synthetic.raycast import Scene
+from pcseg.data.synthetic.street import EGO_Y, LIDAR_HEIGHT, build_street
+from pcseg.data.synthetic.street_sensors import lidar_directions, render_image, simulate_scan
+
+# Every class a sequence must contain (raw ids); moving cars come on top.
+REQUIRED_CLASSES = (
+    obj.CAR, obj.BICYCLE, obj.TRUCK, obj.PERSON, obj.BICYCLIST, obj.ROAD, obj.PARKING,
+    obj.SIDEWALK, obj.OTHER_GROUND, obj.BUILDING, obj.FENCE, obj.VEGETATION, obj.TRUNK,
+    obj.TERRAIN, obj.POLE, obj.TRAFFIC_SIGN,
+)  # fmt: skip
+
+KITTI_IMAGE_SIZE = (1241, 376)
+FRAME_PERIOD = 0.1  # s, a 10 Hz LiDAR
+# KITTI odometry projections for a 1241 x 376 image (rectified; P2 is the left colour camera).
+_P_KITTI = {
+    "P0": [[718.856, 0, 607.1928, 0], [0, 718.856, 185.2157, 0], [0, 0, 1, 0]],
+    "P1": [[718.856, 0, 607.1928, -386.1448], [0, 718.856, 185.2157, 0], [0, 0, 1, 0]],
+    "P2": [[718.856, 0, 607.1928, 45.38225], [0, 718.856, 185.2157, -0.1130887],
+           [0, 0, 1, 0.003779761]],
+    "P3": [[718.856, 0, 607.1928, -337.2877], [0, 718.856, 185.2157, 2.369057],
+           [0, 0, 1, 0.004915215]],
+}  # fmt: skip
+# Velodyne -> cam0: x_cam = -y_velo, y_cam = -z_velo, z_cam = x_velo; cam0 sits 0.27 m ahead of
+# and 0.08 m below the LiDAR.
+TR_VELO_TO_CAM = np.array([[0.0, -1, 0, 0.0], [0, 0, -1, -0.08], [1, 0, 0, -0.27]])
+
+
+def kitti_calib(image_size: tuple[int, int] | None = KITTI_IMAGE_SIZE) -> dict[str, np.ndarray]:
+    """KITTI-like calibration: "P0".."P3" (3, 4) scaled to ``image_size`` (width, height) and
+    "Tr" (3, 4) velodyne->cam0."""
+    width, height = image_size or KITTI_IMAGE_SIZE
+    scale = np.diag([width / KITTI_IMAGE_SIZE[0], height / KITTI_IMAGE_SIZE[1], 1.0])
+    calib = {key: scale @ np.asarray(p, np.float64) for key, p in _P_KITTI.items()}
+    calib["Tr"] = TR_VELO_TO_CAM.copy()
+    return calib
+
+
+def lidar_trajectory(frames: int, step: float) -> np.ndarray:
+    """LiDAR-to-street poses (F, 4, 4): straight down the ego lane, ``step`` metres a frame."""
+    poses = np.tile(np.eye(4), (frames, 1, 1))
+    poses[:, 0, 3] = step * np.arange(frames)
+    poses[:, 1, 3] = EGO_Y
+    poses[:, 2, 3] = LIDAR_HEIGHT
+    return poses
+
+
+def camera_pose(lidar_pose: np.ndarray, calib: dict[str, np.ndarray]) -> np.ndarray:
+    """Camera-2-to-world pose (4, 4) from a LiDAR-to-world pose: cam2 is cam0 shifted by
+    ``-K⁻¹·P2[:, 3]`` (KITTI's rectified cameras share cam0's orientation)."""
+    cam0_to_lidar = np.linalg.inv(kitti.homogeneous(calib["Tr"]))
+    cam2_to_cam0 = np.eye(4)
+    cam2_to_cam0[:3, 3] = -np.linalg.solve(calib["P2"][:, :3], calib["P2"][:, 3])
+    return lidar_pose @ cam0_to_lidar @ cam2_to_cam0
+
+
+def _sequence_rng(seed: int, name: str, *stream: int) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(name.encode()), *stream])
+
+
+def _write_metadata(seq_dir: Path, calib: dict[str, np.ndarray], lidar: np.ndarray) -> None:
+    """calib.txt, times.txt and poses.txt: the LiDAR poses (F, 4, 4) relative to the first
+    frame, stored as cam0 poses ``Tr·L·Tr⁻¹`` the way KITTI stores them."""
+    tr = kitti.homogeneous(calib["Tr"])
+    relative = np.linalg.inv(lidar[0]) @ lidar
+    kitti.write_calib(seq_dir / "calib.txt", calib)
+    kitti.write_poses(seq_dir / "poses.txt", tr @ relative @ np.linalg.inv(tr))
+    kitti.write_times(seq_dir / "times.txt", FRAME_PERIOD * np.arange(len(lidar)))
+
+
+def _write_frame(
+    seq_dir: Path,
+    frame: int,
+    scene: Scene,
+    lidar_pose: np.ndarray,
+    dirs: np.ndarray,
+    calib: dict[str, np.ndarray],
+    *,
+    image_size: tuple[int, int] | None,
+    max_range: float,
+    rng: np.random.Generator,
+    seen: set[int],
+) -> int:
+    """Write scan, labels and image of one frame; add its classes to ``seen``; return N."""
+    points, semantic, instance = simulate_scan(scene, lidar_pose, dirs, rng, max_range=max_range)
+    seen.update(np.unique(semantic).tolist())
+    stem = f"{frame:06d}"
+    kitti.write_scan(seq_dir / "velodyne" / f"{stem}.bin", points)
+    kitti.write_label(seq_dir / "labels" / f"{stem}.label", semantic, instance)
+    if image_size is not None:
+        pose = camera_pose(lidar_pose, calib)
+        image = render_image(scene, pose, calib["P2"][:, :3], image_size)
+        (seq_dir / "image_2").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(seq_dir / "image_2" / f"{stem}.png")
+    return len(points)
+
+
+def write_sequence(
+    seq_dir: str | Path,
+    *,
+    frames: int = 5,
+    azimuth_steps: int = 2048,
+    beams: int = 64,
+    image_size: tuple[int, int] | None = KITTI_IMAGE_SIZE,
+    step: float = 0.7,
+    max_range: float = 80.0,
+    seed: int = 0,
+    progress: bool = False,
+) -> Path:
+    """Write one sequence into ``seq_dir`` (see the module docstring for the files).
+
+    Args:
+        frames: number of scans; azimuth_steps, beams: rays per scan = beams * azimuth_steps
+            (about 98 % return a point); image_size: (width, height) of image_2, None for none;
+        step: ego motion per frame (m); max_range: LiDAR range (m); seed: layout and noise.
+
+    Raises:
+        RuntimeError: if a class of ``REQUIRED_CLASSES`` never appears in the labels.
+    """
+    seq_dir = Path(seq_dir)
+    name = seq_dir.name
+    scene = build_street(
+        _sequence_rng(seed, name, 0),
+        length=step * max(frames - 1, 1),
+        ego_speed=step / FRAME_PERIOD,
+        azimuth_steps=azimuth_steps,
+    )
+    calib = kitti_calib(image_size)
+    lidar = lidar_trajectory(frames, step)
+    _write_metadata(seq_dir, calib, lidar)
+    dirs = lidar_directions(beams, azimuth_steps)
+    seen: set[int] = set()
+    for frame in range(frames):
+        start = time.perf_counter()
+        count = _write_frame(
+            seq_dir,
+            frame,
+            scene.at(FRAME_PERIOD * frame),
+            lidar[frame],
+            dirs,
+            calib,
+            image_size=image_size,
+            max_range=max_range,
+            rng=_sequence_rng(seed, name, 1, frame),
+            seen=seen,
+        )
+        if progress:
+            elapsed = time.perf_counter() - start
+            print(f"{name}/{frame:06d}: {count} points, {elapsed:.2f} s", file=sys.stderr)
+    missing = sorted(set(REQUIRED_CLASSES) - seen)
+    if missing:
+        raise RuntimeError(
+            f"sequence {name}: classes {missing} were never hit; use more azimuth steps or beams"
+        )
+    return seq_dir
+
+
+def write_outdoor_sequences(
+    root: str | Path,
+    *,
+    sequences: tuple[str, ...] = ("00",),
+    frames: int = 5,
+    azimuth_steps: int = 2048,
+    beams: int = 64,
+    image_size: tuple[int, int] | None = KITTI_IMAGE_SIZE,
+    step: float = 0.7,
+    seed: int = 0,
+    progress: bool = False,
+) -> list[Path]:
+    """Write synthetic sequences to ``root/sequences/<name>/`` in SemanticKITTI format.
+
+    Args:
+        root: dataset root. sequences: sequence names ("00", ...); each gets its own street.
+        frames: scans per sequence. azimuth_steps, beams: the scan has beams * azimuth_steps
+            rays, ~98 % of which return a point (1900 x 64: ~120k points, 80 x 64: ~5k).
+        image_size: (width, height) of ``image_2`` PNGs (P0..P3 are scaled to it), or None.
+        step: ego motion per frame in metres (KITTI seq 00 drives ~0.7 m per 0.1 s frame).
+        seed: seed of the layouts and noise; the same seed gives byte-identical files.
+        progress: print one line per frame to stderr.
+
+    Returns:
+        The sequence directories, in the order of ``sequences``.
+    """
+    return [
+        write_sequence(
+            Path(root) / "sequences" / name,
+            frames=frames,
+            azimuth_steps=azimuth_steps,
+            beams=beams,
+            image_size=image_size,
+            step=step,
+            seed=seed,
+            progress=progress,
+        )
+        for name in sequences
+    ]
