@@ -15,13 +15,12 @@ Tr⁻¹·P·Tr) relative to the first frame; the scene itself lives in street co
 
 from __future__ import annotations
 
-import sys
-import time
 import zlib
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from pcseg.data.formats import semantickitti as kitti
 from pcseg.data.synthetic import street_objects as obj
@@ -156,9 +155,8 @@ def write_sequence(
     _write_metadata(seq_dir, calib, lidar)
     dirs = lidar_directions(beams, azimuth_steps)
     seen: set[int] = set()
-    for frame in range(frames):
-        start = time.perf_counter()
-        count = _write_frame(
+    for frame in tqdm(range(frames), desc=f"sequence {name}", unit="scan", disable=not progress):
+        _write_frame(
             seq_dir,
             frame,
             scene.at(FRAME_PERIOD * frame),
@@ -170,9 +168,6 @@ def write_sequence(
             rng=_sequence_rng(seed, name, 1, frame),
             seen=seen,
         )
-        if progress:
-            elapsed = time.perf_counter() - start
-            print(f"{name}/{frame:06d}: {count} points, {elapsed:.2f} s", file=sys.stderr)
     missing = sorted(set(REQUIRED_CLASSES) - seen)
     if missing:
         raise RuntimeError(
@@ -202,7 +197,7 @@ def write_outdoor_sequences(
         image_size: (width, height) of ``image_2`` PNGs (P0..P3 are scaled to it), or None.
         step: ego motion per frame in metres (KITTI seq 00 drives ~0.7 m per 0.1 s frame).
         seed: seed of the layouts and noise; the same seed gives byte-identical files.
-        progress: print one line per frame to stderr.
+        progress: show a progress bar per sequence.
 
     Returns:
         The sequence directories, in the order of ``sequences``.
