@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from pcseg.data.formats import semantickitti as kitti
+from pcseg.data.formats.validation import DataFormatError
 from pcseg.data.synthetic.outdoor import REQUIRED_CLASSES, write_outdoor_sequences
 from pcseg.data.synthetic.raycast import SceneBuilder, cast_rays
 from pcseg.data.synthetic.street import build_street
@@ -196,3 +197,21 @@ def test_cast_rays_across_the_azimuth_seam() -> None:
     hits = cast_rays(np.zeros(3), dirs, b.build(), chunk=1)
     assert hits.class_raw.tolist() == [50, 50]
     np.testing.assert_allclose(hits.depth, 9 / dirs[:, 0] * -1)
+
+
+def test_reader_gives_sample_dicts_and_images(seq: Path) -> None:
+    poses = kitti.read_sequence_poses(seq)
+    sample = kitti.read_frame(seq, 1, poses=poses)
+    points, semantic, _ = _frame(seq, 1)
+    assert sample["scene_id"] == "00/000001"
+    np.testing.assert_array_equal(sample["coord"], points[:, :3])
+    np.testing.assert_array_equal(sample["label"], kitti.raw_to_class(seq, semantic))
+    assert sample["label"].min() >= 0  # every synthetic point carries a class
+    np.testing.assert_allclose(sample["frame_pose"], poses[1])
+    image = kitti.read_image(seq, 1)
+    assert image.shape == (SIZE[1], SIZE[0], 3) and image.dtype == np.uint8
+    (seq / "image_2" / "000099.png").write_bytes(b"not a png")
+    with pytest.raises(DataFormatError, match="000099.png: cannot decode image"):
+        kitti.read_image(seq, 99)
+    with pytest.raises(DataFormatError, match="file not found"):
+        kitti.read_image(seq, 98)
