@@ -211,7 +211,7 @@ def test_reader_gives_sample_dicts_and_images(seq: Path) -> None:
     image = kitti.read_image(seq, 1)
     assert image.shape == (SIZE[1], SIZE[0], 3) and image.dtype == np.uint8
     (seq / "image_2" / "000099.png").write_bytes(b"not a png")
-    with pytest.raises(DataFormatError, match="000099.png: cannot decode image"):
+    with pytest.raises(DataFormatError, match=r"000099\.png: cannot decode image"):
         kitti.read_image(seq, 99)
     with pytest.raises(DataFormatError, match="file not found"):
         kitti.read_image(seq, 98)
