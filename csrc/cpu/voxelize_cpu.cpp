@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <utility>
 #include <vector>
@@ -80,7 +81,8 @@ Bounds floor_to_grid(const scalar_t* xyz, const int64_t* batch, int64_t n,
 }
 
 // Stable LSD radix sort of (key, index) pairs, 11 bits per pass, all histograms in one read.
-void radix_sort(std::vector<uint64_t>& keys, std::vector<int64_t>& index, uint64_t max_key) {
+template <typename Key, typename Index>
+void radix_sort(std::vector<Key>& keys, std::vector<Index>& index, uint64_t max_key) {
   constexpr int kBits = 11;
   constexpr size_t kBuckets = size_t{1} << kBits;
   int passes = 0;
@@ -90,8 +92,8 @@ void radix_sort(std::vector<uint64_t>& keys, std::vector<int64_t>& index, uint64
   for (auto& h : hist) h.fill(0);
   for (size_t p = 0; p < n; ++p)
     for (int d = 0; d < passes; ++d) ++hist[d][(keys[p] >> (d * kBits)) & (kBuckets - 1)];
-  std::vector<uint64_t> keys_tmp(n);
-  std::vector<int64_t> index_tmp(n);
+  std::vector<Key> keys_tmp(n);
+  std::vector<Index> index_tmp(n);
   for (int d = 0; d < passes; ++d) {
     auto& h = hist[d];
     if (*std::max_element(h.begin(), h.end()) == n) continue;  // constant digit
@@ -106,6 +108,32 @@ void radix_sort(std::vector<uint64_t>& keys, std::vector<int64_t>& index, uint64
     keys.swap(keys_tmp);
     index.swap(index_tmp);
   }
+}
+
+// Keys of every point, sorted; returns voxel start offsets (V+1) and writes the point order.
+// Narrow types halve the sort's memory traffic whenever the key space and N allow them.
+template <typename Key, typename Index>
+std::vector<int64_t> sort_and_split(const int64_t* g, const int64_t* b, int64_t n,
+                                    const int64_t (&extent)[3], uint64_t max_key,
+                                    int64_t* order) {
+  std::vector<Key> keys(n);
+  std::vector<Index> index(n);
+  const int64_t ex = extent[0], ey = extent[1], ez = extent[2];
+  at::parallel_for(0, n, 8192, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      keys[p] = static_cast<Key>(((b[p] * ex + g[3 * p]) * ey + g[3 * p + 1]) * ez + g[3 * p + 2]);
+      index[p] = static_cast<Index>(p);
+    }
+  });
+  radix_sort(keys, index, max_key);
+  std::vector<int64_t> starts;
+  starts.reserve(n + 1);
+  for (int64_t p = 0; p < n; ++p) {
+    if (p == 0 || keys[p] != keys[p - 1]) starts.push_back(p);
+    order[p] = index[p];
+  }
+  starts.push_back(n);
+  return starts;
 }
 
 }  // namespace
@@ -137,40 +165,31 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> voxelize_
   const int64_t batches = bounds.hi[3] + 1;
   check_key_space(batches, ex, ey, ez);
 
-  std::vector<uint64_t> keys(n);
-  std::vector<int64_t> index(n);
+  at::Tensor order = at::empty({n}, long_opts);
   const int64_t* g = grid.data_ptr<int64_t>();
   const int64_t* b = batch.data_ptr<int64_t>();
-  at::parallel_for(0, n, 8192, [&](int64_t begin, int64_t end) {
-    for (int64_t p = begin; p < end; ++p) {
-      keys[p] = static_cast<uint64_t>(((b[p] * ex + g[3 * p]) * ey + g[3 * p + 1]) * ez + g[3 * p + 2]);
-      index[p] = p;
-    }
-  });
-  radix_sort(keys, index, static_cast<uint64_t>(batches * ex * ey * ez - 1));
-
-  std::vector<int64_t> starts;
-  starts.reserve(n);
-  for (int64_t p = 0; p < n; ++p)
-    if (p == 0 || keys[p] != keys[p - 1]) starts.push_back(p);
-  const int64_t v = static_cast<int64_t>(starts.size());
-  starts.push_back(n);
+  const int64_t extent[3] = {ex, ey, ez};
+  const uint64_t max_key = static_cast<uint64_t>(batches * ex * ey * ez - 1);
+  int64_t* ord = order.data_ptr<int64_t>();
+  const std::vector<int64_t> starts =
+      (max_key <= UINT32_MAX && n <= INT32_MAX)
+          ? sort_and_split<uint32_t, int32_t>(g, b, n, extent, max_key, ord)
+          : sort_and_split<uint64_t, int64_t>(g, b, n, extent, max_key, ord);
+  const int64_t v = static_cast<int64_t>(starts.size()) - 1;
 
   at::Tensor coords = at::empty({v, 4}, coord.options().dtype(at::kInt));
   at::Tensor counts = at::empty({v}, long_opts);
   at::Tensor inverse = at::empty({n}, long_opts);
-  at::Tensor order = at::empty({n}, long_opts);
-  std::copy(index.begin(), index.end(), order.data_ptr<int64_t>());
   int32_t* c = coords.data_ptr<int32_t>();
   int64_t* cnt = counts.data_ptr<int64_t>();
   int64_t* inv = inverse.data_ptr<int64_t>();
   at::parallel_for(0, v, 2048, [&](int64_t begin, int64_t end) {
     for (int64_t k = begin; k < end; ++k) {
-      const int64_t first = index[starts[k]];
+      const int64_t first = ord[starts[k]];
       c[4 * k] = static_cast<int32_t>(b[first]);
       for (int a = 0; a < 3; ++a) c[4 * k + 1 + a] = static_cast<int32_t>(g[3 * first + a]);
       cnt[k] = starts[k + 1] - starts[k];
-      for (int64_t p = starts[k]; p < starts[k + 1]; ++p) inv[index[p]] = k;
+      for (int64_t p = starts[k]; p < starts[k + 1]; ++p) inv[ord[p]] = k;
     }
   });
   return {coords, inverse, counts, order, origin_out};
