@@ -18,6 +18,7 @@ from pcseg.data.formats.validation import (
     build_lut,
     check_coords,
     check_count,
+    classes_to_ids,
     map_ids,
     read_records,
 )
@@ -51,10 +52,7 @@ def raw_to_class(path: str | Path, semantic_raw: np.ndarray) -> np.ndarray:
 
 def class_to_raw(classes: np.ndarray) -> np.ndarray:
     """Map class indices 0..18 back to raw ids through ``learning_map_inv`` (ignore -> 0)."""
-    classes = np.asarray(classes, dtype=np.int64)
-    if classes.size and (classes.min() < -1 or classes.max() >= meta.NUM_CLASSES):
-        raise ValueError(f"class indices must lie in -1..{meta.NUM_CLASSES - 1}")
-    return np.where(classes < 0, 0, _CLASS_TO_RAW[classes.clip(0)]).astype(np.uint32)
+    return classes_to_ids(classes, _CLASS_TO_RAW, ignore_id=0).astype(np.uint32)
 
 
 def read_calib(path: str | Path) -> dict[str, np.ndarray]:

@@ -87,3 +87,31 @@ def resolve_inside(root: str | Path, relative: str) -> Path:
     if not resolved.is_relative_to(root):
         raise DataFormatError(root, f"refusing path {relative!r}: it resolves outside the root")
     return resolved
+
+
+def read_path_list(list_file: str | Path, root: str | Path, *, what: str) -> list[Path]:
+    """Directories named one per line in a split/manifest file, each resolved inside ``root``."""
+    list_file = Path(list_file)
+    if not list_file.is_file():
+        raise DataFormatError(list_file, "split file not found")
+    entries = []
+    for number, line in enumerate(list_file.read_text().splitlines(), start=1):
+        name = line.strip()
+        if not name:
+            continue
+        try:
+            entry = resolve_inside(root, name)
+        except DataFormatError as error:
+            raise DataFormatError(list_file, f"line {number}: {error.problem}") from error
+        if not entry.is_dir():
+            raise DataFormatError(list_file, f"line {number}: {what} {name!r} not found in {root}")
+        entries.append(entry)
+    return entries
+
+
+def classes_to_ids(classes: np.ndarray, class_ids: np.ndarray, *, ignore_id: int) -> np.ndarray:
+    """Map class indices 0..K-1 to a dataset's raw ids (``class_ids[k]``); -1 -> ``ignore_id``."""
+    classes = np.asarray(classes, dtype=np.int64)
+    if classes.size and (classes.min() < -1 or classes.max() >= len(class_ids)):
+        raise ValueError(f"class indices must lie in -1..{len(class_ids) - 1}")
+    return np.where(classes < 0, ignore_id, np.asarray(class_ids)[classes.clip(0)])
