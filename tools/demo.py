@@ -17,10 +17,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pcseg.data.formats import semantickitti
+from pcseg.data.formats import s3dis, scannet, semantickitti
+from pcseg.data.meta import s3dis as s3dis_meta
+from pcseg.data.meta import scannet as scannet_meta
 from pcseg.data.meta import semantickitti as kitti_meta
 from pcseg.data.sample import Sample
-from pcseg.data.synthetic.outdoor import write_outdoor_sequences
+from pcseg.data.synthetic import write_indoor_s3dis, write_indoor_scannet, write_outdoor_sequences
 from pcseg.ops import voxelize
 
 STAMP = ".pcseg-demo.json"
@@ -41,6 +43,17 @@ def kitti_samples(root: Path) -> Iterator[Sample]:
         poses = semantickitti.read_sequence_poses(seq_dir)
         for frame in semantickitti.frame_ids(seq_dir):
             yield semantickitti.read_frame(seq_dir, frame, poses=poses)
+
+
+def s3dis_samples(root: Path) -> Iterator[Sample]:
+    for room in s3dis.list_rooms(root):
+        yield s3dis.read_room(room)
+
+
+def scannet_samples(root: Path) -> Iterator[Sample]:
+    for split in ("train", "val"):
+        for scene in scannet.read_split(root, split):
+            yield scannet.read_scene(scene, align=True)
 
 
 def summarise(name: str, samples: Iterator[Sample], class_names: tuple[str, ...],
@@ -84,9 +97,21 @@ def main() -> None:
         root, sequences=("00", "01"), frames=args.frames, azimuth_steps=1024, seed=args.seed,
         progress=True))
 
+    s3dis_settings = {"seed": args.seed, "num_areas": 6, "rooms_per_area": 2,
+                      "points_per_room": 40_000}
+    ensure_dataset(data / "s3dis", s3dis_settings, lambda root: write_indoor_s3dis(
+        root, num_areas=6, rooms_per_area=2, points_per_room=40_000, seed=args.seed))
+    scannet_settings = {"seed": args.seed, "num_scenes": 8, "points_per_scene": 40_000}
+    ensure_dataset(data / "scannet", scannet_settings, lambda root: write_indoor_scannet(
+        root, num_scenes=8, points_per_scene=40_000, seed=args.seed))
+
     summaries = [
         summarise("SemanticKITTI (synthetic)", kitti_samples(data / "semantickitti"),
                   kitti_meta.CLASS_NAMES, 0.05),
+        summarise("S3DIS (synthetic)", s3dis_samples(data / "s3dis"), s3dis_meta.CLASS_NAMES,
+                  0.05),
+        summarise("ScanNet v2 (synthetic)", scannet_samples(data / "scannet"),
+                  scannet_meta.CLASS_NAMES, 0.02),
     ]
     for summary in summaries:
         print_summary(summary)
