@@ -56,7 +56,6 @@ system-packages:
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 
 $(DEPS_STAMP): requirements.txt Makefile | $(BIN)/python system-packages
 	$(BIN)/pip install -q $(TORCH)

@@ -136,6 +136,30 @@ std::vector<int64_t> sort_and_split(const int64_t* g, const int64_t* b, int64_t 
   return starts;
 }
 
+// Per-voxel coordinates [b, i, j, k] and counts, and each point's voxel, from sorted runs.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> voxel_outputs(const std::vector<int64_t>& starts,
+                                                             const int64_t* ord, const int64_t* g,
+                                                             const int64_t* b, int64_t n,
+                                                             const at::TensorOptions& long_opts) {
+  const int64_t v = static_cast<int64_t>(starts.size()) - 1;
+  at::Tensor coords = at::empty({v, 4}, long_opts.dtype(at::kInt));
+  at::Tensor counts = at::empty({v}, long_opts);
+  at::Tensor inverse = at::empty({n}, long_opts);
+  int32_t* c = coords.data_ptr<int32_t>();
+  int64_t* cnt = counts.data_ptr<int64_t>();
+  int64_t* inv = inverse.data_ptr<int64_t>();
+  at::parallel_for(0, v, 2048, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      const int64_t first = ord[starts[k]];
+      c[4 * k] = static_cast<int32_t>(b[first]);
+      for (int a = 0; a < 3; ++a) c[4 * k + 1 + a] = static_cast<int32_t>(g[3 * first + a]);
+      cnt[k] = starts[k + 1] - starts[k];
+      for (int64_t p = starts[k]; p < starts[k + 1]; ++p) inv[ord[p]] = k;
+    }
+  });
+  return {coords, counts, inverse};
+}
+
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> voxelize_cpu(
@@ -152,11 +176,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> voxelize_
   Bounds bounds;
   AT_DISPATCH_FLOATING_TYPES(coord.scalar_type(), "voxelize_cpu", [&] {
     const scalar_t* xyz = coord.data_ptr<scalar_t>();
-    if (!origin_in.empty()) origin = {origin_in[0], origin_in[1], origin_in[2]};
-    else if (n > 0) origin = min_corner(xyz, n);
-    bounds = floor_to_grid(xyz, batch.data_ptr<int64_t>(), n, size, origin, grid.data_ptr<int64_t>());
+    if (!origin_in.empty())
+      origin = {origin_in[0], origin_in[1], origin_in[2]};
+    else if (n > 0)
+      origin = min_corner(xyz, n);
+    bounds = floor_to_grid(xyz, batch.data_ptr<int64_t>(), n, size, origin,
+                           grid.data_ptr<int64_t>());
   });
-  at::Tensor origin_out = at::tensor({origin[0], origin[1], origin[2]}, long_opts.dtype(at::kDouble));
+  at::Tensor origin_out =
+      at::tensor({origin[0], origin[1], origin[2]}, long_opts.dtype(at::kDouble));
   if (n == 0)
     return {at::empty({0, 4}, coord.options().dtype(at::kInt)), at::empty({0}, long_opts),
             at::empty({0}, long_opts), at::empty({0}, long_opts), origin_out};
@@ -175,23 +203,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> voxelize_
       (max_key <= UINT32_MAX && n <= INT32_MAX)
           ? sort_and_split<uint32_t, int32_t>(g, b, n, extent, max_key, ord)
           : sort_and_split<uint64_t, int64_t>(g, b, n, extent, max_key, ord);
-  const int64_t v = static_cast<int64_t>(starts.size()) - 1;
-
-  at::Tensor coords = at::empty({v, 4}, coord.options().dtype(at::kInt));
-  at::Tensor counts = at::empty({v}, long_opts);
-  at::Tensor inverse = at::empty({n}, long_opts);
-  int32_t* c = coords.data_ptr<int32_t>();
-  int64_t* cnt = counts.data_ptr<int64_t>();
-  int64_t* inv = inverse.data_ptr<int64_t>();
-  at::parallel_for(0, v, 2048, [&](int64_t begin, int64_t end) {
-    for (int64_t k = begin; k < end; ++k) {
-      const int64_t first = ord[starts[k]];
-      c[4 * k] = static_cast<int32_t>(b[first]);
-      for (int a = 0; a < 3; ++a) c[4 * k + 1 + a] = static_cast<int32_t>(g[3 * first + a]);
-      cnt[k] = starts[k + 1] - starts[k];
-      for (int64_t p = starts[k]; p < starts[k + 1]; ++p) inv[ord[p]] = k;
-    }
-  });
+  auto [coords, counts, inverse] = voxel_outputs(starts, ord, g, b, n, long_opts);
   return {coords, inverse, counts, order, origin_out};
 }
 

@@ -77,6 +77,17 @@ __global__ void segment_mean_kernel(const scalar_t* __restrict__ feat,
   out[t] = static_cast<scalar_t>(acc / static_cast<double>(end - begin));
 }
 
+// The given origin, or the per-axis minimum of finite coordinates when none is given.
+std::vector<double> resolve_origin(const at::Tensor& coord, c10::ArrayRef<double> origin_in) {
+  if (!origin_in.empty()) return {origin_in.begin(), origin_in.end()};
+  std::vector<double> origin{0.0, 0.0, 0.0};
+  if (coord.size(0) == 0) return origin;
+  TORCH_CHECK(coord.isfinite().all().item<bool>(), "voxelize: coordinates contain NaN or inf");
+  const at::Tensor low = coord.amin(0).to(at::kDouble).cpu();
+  for (int a = 0; a < 3; ++a) origin[a] = low[a].item<double>();
+  return origin;
+}
+
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> voxelize_cuda(
@@ -88,15 +99,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> voxelize_
   const at::Tensor batch = batch_in.contiguous();
   const int64_t n = coord.size(0);
   const auto long_opts = coord.options().dtype(at::kLong);
-  std::vector<double> origin(origin_in.begin(), origin_in.end());
-  if (origin.empty()) {
-    origin = {0.0, 0.0, 0.0};
-    if (n > 0) {
-      TORCH_CHECK(coord.isfinite().all().item<bool>(), "voxelize: coordinates contain NaN or inf");
-      const at::Tensor low = coord.amin(0).to(at::kDouble).cpu();
-      for (int a = 0; a < 3; ++a) origin[a] = low[a].item<double>();
-    }
-  }
+  const std::vector<double> origin = resolve_origin(coord, origin_in);
   at::Tensor origin_out = at::tensor(origin, at::TensorOptions().dtype(at::kDouble));
   if (n == 0)
     return {at::empty({0, 4}, coord.options().dtype(at::kInt)), at::empty({0}, long_opts),
