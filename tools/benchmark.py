@@ -11,6 +11,7 @@ import argparse
 import json
 import platform
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -76,10 +77,24 @@ def cases(data_root: Path, repeats: int) -> list[dict]:
     if scan.is_file():
         coord = semantickitti.read_scan(scan)[:, :3]
         results.append(bench_voxelize("voxelize/semantickitti_00_000000", coord, 0.05, repeats))
-    rng = np.random.default_rng(0)
-    cloud = rng.uniform([-50, -50, -3], [50, 50, 5], size=(1_000_000, 3))
-    results.append(bench_voxelize("voxelize/synthetic_1M", cloud, 0.05, max(3, repeats // 4)))
+    results.append(
+        bench_voxelize("voxelize/synthetic_map_1M", synthetic_map(), 0.05, max(3, repeats // 4))
+    )
     return results
+
+
+def synthetic_map(frames: int = 8) -> np.ndarray:
+    """A ~1M-point map: ``frames`` synthetic 64-beam scans aligned into world coordinates."""
+    from pcseg.data.synthetic import write_outdoor_sequences
+
+    with tempfile.TemporaryDirectory() as tmp:
+        (seq,) = write_outdoor_sequences(tmp, frames=frames, image_size=None, seed=0)
+        poses = semantickitti.read_sequence_poses(seq)
+        clouds = []
+        for frame in semantickitti.frame_ids(seq):
+            xyz = semantickitti.read_scan(seq / "velodyne" / f"{frame:06d}.bin")[:, :3]
+            clouds.append(xyz @ poses[frame][:3, :3].T + poses[frame][:3, 3])
+    return np.concatenate(clouds)
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ remission  float32 (N,)   optional: LiDAR remission / intensity
 color      float32 (N, 3)  optional: RGB in [0, 1]
 instance   int64 (N,)      optional: instance id, 0 = none
 frame_pose float64 (4, 4)  optional: sensor-to-world pose of the scan
+coord_offset float64 (3,) optional: offset removed from large (e.g. UTM) coordinates
 scene_id   str             identifier of the scan or room, unique within a dataset
 ========== =============== ================================================================
 
