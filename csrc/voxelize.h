@@ -2,6 +2,7 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cstdint>
 
 namespace pcseg {
@@ -24,6 +25,9 @@ inline void check_voxelize_inputs(const at::Tensor& coord, const at::Tensor& bat
 }
 
 inline void check_key_space(int64_t batches, int64_t ex, int64_t ey, int64_t ez) {
+  TORCH_CHECK(std::max({batches, ex, ey, ez}) <= INT32_MAX,
+              "voxelize: grid index exceeds int32 (", batches, " x ", ex, " x ", ey, " x ", ez,
+              "); use a larger voxel size");
   TORCH_CHECK(static_cast<long double>(batches) * ex * ey * ez < 4.6e18L,
               "voxelize: grid too large for 64-bit keys (", batches, " x ", ex, " x ", ey, " x ",
               ez, " voxels); use a larger voxel size");

@@ -33,12 +33,17 @@ std::array<double, 3> min_corner(const scalar_t* xyz, int64_t n) {
   std::vector<std::array<double, 3>> mins(at::get_num_threads() + 1, {inf, inf, inf});
   std::vector<char> finite(mins.size(), 1);
   const int64_t chunks = for_chunks(n, [&](int64_t c, int64_t begin, int64_t end) {
+    // Locals, not the shared slots, inside the loop: the compiler keeps them in registers.
+    double lo[3] = {inf, inf, inf};
+    bool ok = true;
     for (int64_t p = begin; p < end; ++p)
       for (int a = 0; a < 3; ++a) {
         const double v = xyz[3 * p + a];
-        finite[c] &= std::isfinite(v);
-        mins[c][a] = std::min(mins[c][a], v);
+        ok &= std::isfinite(v);
+        lo[a] = v < lo[a] ? v : lo[a];
       }
+    finite[c] = ok;
+    mins[c] = {lo[0], lo[1], lo[2]};
   });
   std::array<double, 3> out{inf, inf, inf};
   for (int64_t c = 0; c < chunks; ++c) {
@@ -52,6 +57,12 @@ struct Bounds {
   int64_t lo = std::numeric_limits<int64_t>::max(), hi[4] = {-1, -1, -1, -1};
 };
 
+// floor() for finite values in int64 range, without the libm call x86-64 makes for std::floor.
+inline int64_t floor_int(double x) {
+  const int64_t t = static_cast<int64_t>(x);
+  return t - (static_cast<double>(t) > x);
+}
+
 // grid = floor((p - origin) / size) in float64, exactly as the reference computes it.
 template <typename scalar_t>
 Bounds floor_to_grid(const scalar_t* xyz, const int64_t* batch, int64_t n,
@@ -59,18 +70,19 @@ Bounds floor_to_grid(const scalar_t* xyz, const int64_t* batch, int64_t n,
                      int64_t* grid) {
   std::vector<Bounds> parts(at::get_num_threads() + 1);
   const int64_t chunks = for_chunks(n, [&](int64_t c, int64_t begin, int64_t end) {
-    Bounds& b = parts[c];
+    int64_t lo = std::numeric_limits<int64_t>::max(), hi[4] = {-1, -1, -1, -1};
     for (int64_t p = begin; p < end; ++p) {
       for (int a = 0; a < 3; ++a) {
-        const int64_t g = static_cast<int64_t>(
-            std::floor((static_cast<double>(xyz[3 * p + a]) - origin[a]) / size[a]));
+        const int64_t g = floor_int((static_cast<double>(xyz[3 * p + a]) - origin[a]) / size[a]);
         grid[3 * p + a] = g;
-        b.lo = std::min(b.lo, g);
-        b.hi[a] = std::max(b.hi[a], g);
+        lo = std::min(lo, g);
+        hi[a] = std::max(hi[a], g);
       }
-      b.lo = std::min(b.lo, batch[p]);
-      b.hi[3] = std::max(b.hi[3], batch[p]);
+      lo = std::min(lo, batch[p]);
+      hi[3] = std::max(hi[3], batch[p]);
     }
+    parts[c].lo = lo;
+    std::copy(hi, hi + 4, parts[c].hi);
   });
   Bounds out;
   for (int64_t c = 0; c < chunks; ++c) {
@@ -176,10 +188,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> voxelize_
   Bounds bounds;
   AT_DISPATCH_FLOATING_TYPES(coord.scalar_type(), "voxelize_cpu", [&] {
     const scalar_t* xyz = coord.data_ptr<scalar_t>();
-    if (!origin_in.empty())
-      origin = {origin_in[0], origin_in[1], origin_in[2]};
-    else if (n > 0)
-      origin = min_corner(xyz, n);
+    if (n > 0) origin = min_corner(xyz, n);  // also rejects NaN/inf before any cast to int
+    if (!origin_in.empty()) origin = {origin_in[0], origin_in[1], origin_in[2]};
     bounds = floor_to_grid(xyz, batch.data_ptr<int64_t>(), n, size, origin,
                            grid.data_ptr<int64_t>());
   });

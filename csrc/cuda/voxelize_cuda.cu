@@ -77,12 +77,12 @@ __global__ void segment_mean_kernel(const scalar_t* __restrict__ feat,
   out[t] = static_cast<scalar_t>(acc / static_cast<double>(end - begin));
 }
 
-// The given origin, or the per-axis minimum of finite coordinates when none is given.
+// Rejects NaN/inf; returns the given origin, or else the per-axis minimum of the coordinates.
 std::vector<double> resolve_origin(const at::Tensor& coord, c10::ArrayRef<double> origin_in) {
-  if (!origin_in.empty()) return {origin_in.begin(), origin_in.end()};
   std::vector<double> origin{0.0, 0.0, 0.0};
   if (coord.size(0) == 0) return origin;
   TORCH_CHECK(coord.isfinite().all().item<bool>(), "voxelize: coordinates contain NaN or inf");
+  if (!origin_in.empty()) return {origin_in.begin(), origin_in.end()};
   const at::Tensor low = coord.amin(0).to(at::kDouble).cpu();
   for (int a = 0; a < 3; ++a) origin[a] = low[a].item<double>();
   return origin;

@@ -73,6 +73,8 @@ def voxelize_reference(
     if grid.min() < 0 or batch.min() < 0:
         raise RuntimeError("voxelize: points lie below the grid origin or batch indices < 0")
     extent = grid.amax(0) + 1
+    if max(extent.max().item(), batch.max().item() + 1) > torch.iinfo(torch.int32).max:
+        raise RuntimeError("voxelize: grid index exceeds int32; use a larger voxel size")
     key = ((batch * extent[0] + grid[:, 0]) * extent[1] + grid[:, 1]) * extent[2] + grid[:, 2]
     _, inverse, counts = torch.unique(key, sorted=True, return_inverse=True, return_counts=True)
     order = torch.argsort(inverse, stable=True)

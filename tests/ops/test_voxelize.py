@@ -106,16 +106,25 @@ def test_voxelize_is_deterministic_and_force_reference_agrees(monkeypatch):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_voxelize_edge_cases(device):
+def test_voxelize_edge_cases(device, monkeypatch):
     empty = voxelize(torch.empty(0, 3, device=device), 0.1)
     assert empty.coords.shape == (0, 4) and empty.inverse.numel() == 0
     single = voxelize(torch.ones(1, 3, device=device), 0.1, feat=torch.ones(1, 2, device=device))
     assert single.counts.tolist() == [1] and single.feat.tolist() == [[1.0, 1.0]]
     with pytest.raises(ValueError, match="NaN"):
         voxelize(torch.tensor([[0.0, float("nan"), 0.0]], device=device), 0.1)
+    with pytest.raises(RuntimeError, match="NaN or inf"):  # also with an explicit origin
+        kernel(torch.tensor([[0.0, float("inf"), 0.0]], device=device),
+               torch.zeros(1, dtype=torch.long, device=device), [0.1] * 3, [0.0] * 3)
     with pytest.raises(RuntimeError, match="below the grid origin"):
         kernel(torch.zeros(2, 3, device=device), torch.zeros(2, dtype=torch.long, device=device),
                [0.1] * 3, [1.0] * 3)
+    far = torch.tensor([[0.0, 0.0, 0.0], [3e9, 0.0, 0.0]], device=device)
+    with pytest.raises(RuntimeError, match="exceeds int32"):
+        voxelize(far, 1.0)
+    with monkeypatch.context() as patch, pytest.raises(RuntimeError, match="exceeds int32"):
+        patch.setenv("PCSEG_FORCE_REFERENCE", "1")
+        voxelize(far, 1.0)
     with pytest.raises(RuntimeError, match="positive"):
         kernel(torch.zeros(2, 3, device=device), torch.zeros(2, dtype=torch.long, device=device),
                [0.0] * 3, [0.0] * 3)
