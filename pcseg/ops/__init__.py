@@ -1,5 +1,10 @@
-"""Python face of ``pcseg._C``: each op dispatches per call to its kernel or its reference."""
+"""Python face of ``pcseg._C``: each op dispatches per call to its kernel or its reference.
 
+Importing this package loads the extension when it was built (so ``torch.ops.pcseg.*`` exist);
+without it every op runs its PyTorch reference.
+"""
+
+from pcseg.ops._ext import extension_available
 from pcseg.ops.voxelize import (
     Voxelization,
     segment_mean,
@@ -8,8 +13,11 @@ from pcseg.ops.voxelize import (
     voxelize_reference,
 )
 
+extension_available()
+
 __all__ = [
     "Voxelization",
+    "extension_available",
     "segment_mean",
     "segment_mean_reference",
     "voxelize",

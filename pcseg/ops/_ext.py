@@ -19,6 +19,7 @@ def _load() -> object | None:
     except ImportError as error:
         log.debug("pcseg._C not importable, using PyTorch references: %s", error)
         return None
+    importlib.import_module("pcseg.ops._registrations")
     log.debug("pcseg._C loaded (CUDA kernels: %s)", module.compiled_with_cuda())
     return module
 

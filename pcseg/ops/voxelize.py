@@ -94,29 +94,10 @@ def segment_mean_reference(feat: Tensor, order: Tensor, offsets: Tensor) -> Tens
     return sums / counts.clamp_min(1)[:, None].to(feat.dtype)
 
 
-class _SegmentMean(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, feat: Tensor, order: Tensor, offsets: Tensor) -> Tensor:
-        ctx.save_for_backward(order, offsets)
-        ctx.num_points = feat.shape[0]
-        return torch.ops.pcseg.segment_mean(feat, order, offsets)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
-        order, offsets = ctx.saved_tensors
-        counts = offsets.diff()
-        per_point = (grad / counts.clamp_min(1)[:, None].to(grad.dtype)).repeat_interleave(
-            counts, dim=0
-        )
-        out = grad.new_zeros(ctx.num_points, grad.shape[1])
-        out[order] = per_point
-        return out, None, None
-
-
 def segment_mean(feat: Tensor, order: Tensor, offsets: Tensor) -> Tensor:
     """Differentiable per-segment mean, (N, C) -> (V, C); an empty segment gives 0."""
     if has_kernel(feat.device):
-        return _SegmentMean.apply(feat, order, offsets)
+        return torch.ops.pcseg.segment_mean(feat, order, offsets)
     return segment_mean_reference(feat, order, offsets)
 
 

@@ -153,3 +153,14 @@ def test_voxelize_rejects_bad_shapes_and_modes():
         voxelize(torch.zeros(5, 2), 0.1)
     with pytest.raises(ValueError, match="mode"):
         voxelize(torch.zeros(5, 3), 0.1, mode="spherical")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_ops_pass_torch_library_opcheck(device):
+    """Schemas, fake kernels (torch.compile tracing) and autograd registration are consistent."""
+    coord, batch = random_cloud(500, batches=2, seed=5, device=device)
+    torch.library.opcheck(torch.ops.pcseg.voxelize.default, (coord, batch, [0.5] * 3, []))
+    vox = voxelize(coord, 0.5, batch=batch)
+    offsets = torch.cat([vox.counts.new_zeros(1), vox.counts.cumsum(0)])
+    feat = torch.randn(500, 4, dtype=torch.float64, device=device, requires_grad=True)
+    torch.library.opcheck(torch.ops.pcseg.segment_mean.default, (feat, vox.order, offsets))

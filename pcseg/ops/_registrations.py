@@ -1,0 +1,50 @@
+"""Fake (shape-only) kernels and autograd formulas for the ops of ``pcseg._C``.
+
+They let ``torch.compile`` trace the ops and make ``segment_mean`` differentiable through the
+dispatcher itself. Imported once, right after ``pcseg._C`` loads.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+@torch.library.register_fake("pcseg::voxelize")
+def _voxelize_fake(
+    coord: Tensor, batch: Tensor, voxel_size: list[float], origin: list[float]
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    voxels = torch.library.get_ctx().new_dynamic_size()
+    n = coord.shape[0]
+    return (
+        coord.new_empty(voxels, 4, dtype=torch.int32),
+        coord.new_empty(n, dtype=torch.long),
+        coord.new_empty(voxels, dtype=torch.long),
+        coord.new_empty(n, dtype=torch.long),
+        torch.empty(3, dtype=torch.float64),
+    )
+
+
+@torch.library.register_fake("pcseg::segment_mean")
+def _segment_mean_fake(feat: Tensor, order: Tensor, offsets: Tensor) -> Tensor:
+    return feat.new_empty(offsets.shape[0] - 1, feat.shape[1])
+
+
+def _segment_mean_setup(ctx, inputs, output) -> None:
+    feat, order, offsets = inputs
+    ctx.save_for_backward(order, offsets)
+    ctx.num_points = feat.shape[0]
+
+
+def _segment_mean_backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
+    order, offsets = ctx.saved_tensors
+    counts = offsets.diff()
+    per_point = grad / counts.clamp_min(1)[:, None].to(grad.dtype)
+    out = grad.new_zeros(ctx.num_points, grad.shape[1])
+    out[order] = per_point.repeat_interleave(counts, dim=0)
+    return out, None, None
+
+
+torch.library.register_autograd(
+    "pcseg::segment_mean", _segment_mean_backward, setup_context=_segment_mean_setup
+)
