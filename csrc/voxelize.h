@@ -3,9 +3,17 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 
 namespace pcseg {
+
+// Grid indices must stay below this so that they fit the int32 voxel coordinates.
+constexpr double kMaxGridIndex = 2147483647.0;
+
+inline at::Tensor origin_tensor(const std::array<double, 3>& origin) {
+  return at::tensor({origin[0], origin[1], origin[2]}, at::TensorOptions().dtype(at::kDouble));
+}
 
 // Keys pack (b, i, j, k) in mixed radix over the observed extents, so integer order equals
 // lexicographic order and the key space is as small as the cloud allows.
@@ -41,6 +49,16 @@ inline void check_segment_inputs(const at::Tensor& feat, const at::Tensor& order
               "segment_mean: order must be int64 (N,)");
   TORCH_CHECK(offsets.dim() == 1 && offsets.size(0) >= 1 && offsets.scalar_type() == at::kLong,
               "segment_mean: offsets must be int64 (V+1,)");
+  TORCH_CHECK(order.device() == feat.device() && offsets.device() == feat.device(),
+              "segment_mean: feat, order and offsets must be on one device");
+  // Kernels index with these values, so a bad table must fail here, not fault in memory.
+  const int64_t n = feat.size(0);
+  TORCH_CHECK(offsets[0].item<int64_t>() == 0 && offsets[-1].item<int64_t>() == n,
+              "segment_mean: offsets must start at 0 and end at N = ", n);
+  TORCH_CHECK(offsets.size(0) == 1 || (offsets.diff() >= 0).all().item<bool>(),
+              "segment_mean: offsets must be non-decreasing");
+  TORCH_CHECK(n == 0 || (order.min().item<int64_t>() >= 0 && order.max().item<int64_t>() < n),
+              "segment_mean: order holds indices outside 0..N-1");
 }
 
 }  // namespace pcseg

@@ -1,6 +1,6 @@
 // Voxelisation on the CPU: floor to grid, pack keys, stable LSD radix sort, run-length unique.
-// Bounds (origin, extents, batch range) are gathered inside the parallel passes, one slot per
-// chunk, because torch's column reductions on (N, 3) tensors cost more than the whole sort.
+// Index bounds, batch range and NaN/range flags are gathered inside the parallel pass, one slot
+// per chunk, because torch's column reductions on (N, 3) tensors cost more than the whole sort.
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -27,68 +27,54 @@ int64_t for_chunks(int64_t n, Fn fn) {
   return chunks;
 }
 
-template <typename scalar_t>
-std::array<double, 3> min_corner(const scalar_t* xyz, int64_t n) {
-  const double inf = std::numeric_limits<double>::infinity();
-  std::vector<std::array<double, 3>> mins(at::get_num_threads() + 1, {inf, inf, inf});
-  std::vector<char> finite(mins.size(), 1);
-  const int64_t chunks = for_chunks(n, [&](int64_t c, int64_t begin, int64_t end) {
-    // Locals, not the shared slots, inside the loop: the compiler keeps them in registers.
-    double lo[3] = {inf, inf, inf};
-    bool ok = true;
-    for (int64_t p = begin; p < end; ++p)
-      for (int a = 0; a < 3; ++a) {
-        const double v = xyz[3 * p + a];
-        ok &= std::isfinite(v);
-        lo[a] = v < lo[a] ? v : lo[a];
-      }
-    finite[c] = ok;
-    mins[c] = {lo[0], lo[1], lo[2]};
-  });
-  std::array<double, 3> out{inf, inf, inf};
-  for (int64_t c = 0; c < chunks; ++c) {
-    TORCH_CHECK(finite[c], "voxelize: coordinates contain NaN or inf");
-    for (int a = 0; a < 3; ++a) out[a] = std::min(out[a], mins[c][a]);
+// Per-axis index bounds (three axes, then the batch index) and validity flags of one pass.
+struct GridPass {
+  int64_t lo[4], hi[4];
+  bool finite = true, in_range = true;
+  GridPass() {
+    std::fill(lo, lo + 4, std::numeric_limits<int64_t>::max());
+    std::fill(hi, hi + 4, std::numeric_limits<int64_t>::min());
   }
-  return out;
-}
-
-struct Bounds {
-  int64_t lo = std::numeric_limits<int64_t>::max(), hi[4] = {-1, -1, -1, -1};
+  void merge(const GridPass& o) {
+    for (int a = 0; a < 4; ++a) lo[a] = std::min(lo[a], o.lo[a]), hi[a] = std::max(hi[a], o.hi[a]);
+    finite &= o.finite;
+    in_range &= o.in_range;
+  }
 };
 
-// floor() for finite values in int64 range, without the libm call x86-64 makes for std::floor.
+// floor() for |x| < 2^31, without the libm call x86-64 makes for std::floor.
 inline int64_t floor_int(double x) {
   const int64_t t = static_cast<int64_t>(x);
   return t - (static_cast<double>(t) > x);
 }
 
-// grid = floor((p - origin) / size) in float64, exactly as the reference computes it.
+// grid = floor((p - origin) / size) in float64, exactly as the reference computes it. NaN/inf
+// and indices beyond int32 are flagged instead of cast (the cast would be undefined).
 template <typename scalar_t>
-Bounds floor_to_grid(const scalar_t* xyz, const int64_t* batch, int64_t n,
-                     const std::array<double, 3>& size, const std::array<double, 3>& origin,
-                     int64_t* grid) {
-  std::vector<Bounds> parts(at::get_num_threads() + 1);
+GridPass floor_to_grid(const scalar_t* xyz, const int64_t* batch, int64_t n,
+                       const std::array<double, 3>& size, const std::array<double, 3>& origin,
+                       int64_t* grid) {
+  std::vector<GridPass> parts(at::get_num_threads() + 1);
   const int64_t chunks = for_chunks(n, [&](int64_t c, int64_t begin, int64_t end) {
-    int64_t lo = std::numeric_limits<int64_t>::max(), hi[4] = {-1, -1, -1, -1};
+    GridPass local;  // a local, not the shared slot, so the loop keeps it in registers
     for (int64_t p = begin; p < end; ++p) {
       for (int a = 0; a < 3; ++a) {
-        const int64_t g = floor_int((static_cast<double>(xyz[3 * p + a]) - origin[a]) / size[a]);
+        const double q = (static_cast<double>(xyz[3 * p + a]) - origin[a]) / size[a];
+        const bool ok = std::fabs(q) < kMaxGridIndex;  // false for NaN and inf too
+        local.finite &= std::isfinite(static_cast<double>(xyz[3 * p + a]));
+        local.in_range &= ok;
+        const int64_t g = ok ? floor_int(q) : 0;
         grid[3 * p + a] = g;
-        lo = std::min(lo, g);
-        hi[a] = std::max(hi[a], g);
+        local.lo[a] = std::min(local.lo[a], g);
+        local.hi[a] = std::max(local.hi[a], g);
       }
-      lo = std::min(lo, batch[p]);
-      hi[3] = std::max(hi[3], batch[p]);
+      local.lo[3] = std::min(local.lo[3], batch[p]);
+      local.hi[3] = std::max(local.hi[3], batch[p]);
     }
-    parts[c].lo = lo;
-    std::copy(hi, hi + 4, parts[c].hi);
+    parts[c] = local;
   });
-  Bounds out;
-  for (int64_t c = 0; c < chunks; ++c) {
-    out.lo = std::min(out.lo, parts[c].lo);
-    for (int a = 0; a < 4; ++a) out.hi[a] = std::max(out.hi[a], parts[c].hi[a]);
-  }
+  GridPass out;
+  for (int64_t c = 0; c < chunks; ++c) out.merge(parts[c]);
   return out;
 }
 
@@ -183,24 +169,33 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> voxelize_
   const int64_t n = coord.size(0);
   const auto long_opts = coord.options().dtype(at::kLong);
   at::Tensor grid = at::empty({n, 3}, long_opts);
-  std::array<double, 3> origin{0, 0, 0};
   const std::array<double, 3> size{voxel_size[0], voxel_size[1], voxel_size[2]};
-  Bounds bounds;
+  std::array<double, 3> origin{0, 0, 0};
+  if (!origin_in.empty()) origin = {origin_in[0], origin_in[1], origin_in[2]};
+  GridPass pass;
   AT_DISPATCH_FLOATING_TYPES(coord.scalar_type(), "voxelize_cpu", [&] {
-    const scalar_t* xyz = coord.data_ptr<scalar_t>();
-    if (n > 0) origin = min_corner(xyz, n);  // also rejects NaN/inf before any cast to int
-    if (!origin_in.empty()) origin = {origin_in[0], origin_in[1], origin_in[2]};
-    bounds = floor_to_grid(xyz, batch.data_ptr<int64_t>(), n, size, origin,
-                           grid.data_ptr<int64_t>());
+    pass = floor_to_grid(coord.data_ptr<scalar_t>(), batch.data_ptr<int64_t>(), n, size, origin,
+                         grid.data_ptr<int64_t>());
   });
-  at::Tensor origin_out =
-      at::tensor({origin[0], origin[1], origin[2]}, long_opts.dtype(at::kDouble));
   if (n == 0)
     return {at::empty({0, 4}, coord.options().dtype(at::kInt)), at::empty({0}, long_opts),
-            at::empty({0}, long_opts), at::empty({0}, long_opts), origin_out};
-  TORCH_CHECK(bounds.lo >= 0, "voxelize: points lie below the grid origin or batch indices < 0");
-  const int64_t ex = bounds.hi[0] + 1, ey = bounds.hi[1] + 1, ez = bounds.hi[2] + 1;
-  const int64_t batches = bounds.hi[3] + 1;
+            at::empty({0}, long_opts), at::empty({0}, long_opts), origin_tensor(origin)};
+  TORCH_CHECK(pass.finite, "voxelize: coordinates contain NaN or inf");
+  TORCH_CHECK(pass.in_range, "voxelize: grid index exceeds int32; use a larger voxel size");
+  // Without an explicit origin the grid is anchored at 0 (so a point's voxel never depends on
+  // the other points of the call) and shifted by its minimum index to start at 0.
+  const std::array<int64_t, 3> shift =
+      origin_in.empty() ? std::array<int64_t, 3>{pass.lo[0], pass.lo[1], pass.lo[2]}
+                        : std::array<int64_t, 3>{0, 0, 0};
+  TORCH_CHECK(std::min({pass.lo[0] - shift[0], pass.lo[1] - shift[1], pass.lo[2] - shift[2],
+                        pass.lo[3]}) >= 0,
+              "voxelize: points lie below the grid origin or batch indices < 0");
+  if (origin_in.empty()) {
+    grid.sub_(at::tensor({shift[0], shift[1], shift[2]}, long_opts));
+    for (int a = 0; a < 3; ++a) origin[a] = static_cast<double>(shift[a]) * size[a];
+  }
+  const int64_t ex = pass.hi[0] - shift[0] + 1, ey = pass.hi[1] - shift[1] + 1,
+                ez = pass.hi[2] - shift[2] + 1, batches = pass.hi[3] + 1;
   check_key_space(batches, ex, ey, ez);
 
   at::Tensor order = at::empty({n}, long_opts);
@@ -214,7 +209,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> voxelize_
           ? sort_and_split<uint32_t, int32_t>(g, b, n, extent, max_key, ord)
           : sort_and_split<uint64_t, int64_t>(g, b, n, extent, max_key, ord);
   auto [coords, counts, inverse] = voxel_outputs(starts, ord, g, b, n, long_opts);
-  return {coords, inverse, counts, order, origin_out};
+  return {coords, inverse, counts, order, origin_tensor(origin)};
 }
 
 at::Tensor segment_mean_cpu(const at::Tensor& feat_in, const at::Tensor& order_in,

@@ -4,7 +4,8 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include <vector>
+#include <array>
+#include <optional>
 
 #include "../voxelize.h"
 
@@ -15,15 +16,26 @@ constexpr int kThreads = 256;
 
 inline int blocks_for(int64_t n) { return static_cast<int>((n + kThreads - 1) / kThreads); }
 
+struct Axes {
+  double v[3];
+};
+
+// NaN/inf (bit 1) and indices beyond int32 (bit 2) are flagged with an integer atomicOr (the
+// result does not depend on order) and never cast: the cast would be undefined.
 template <typename scalar_t>
-__global__ void floor_to_grid_kernel(const scalar_t* __restrict__ xyz, int64_t n, double sx,
-                                     double sy, double sz, double ox, double oy, double oz,
-                                     int64_t* __restrict__ grid) {
+__global__ void floor_to_grid_kernel(const scalar_t* __restrict__ xyz, int64_t n, Axes size,
+                                     Axes origin, int64_t* __restrict__ grid,
+                                     int* __restrict__ flags) {
   const int64_t p = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (p >= n) return;
-  grid[3 * p] = static_cast<int64_t>(floor((static_cast<double>(xyz[3 * p]) - ox) / sx));
-  grid[3 * p + 1] = static_cast<int64_t>(floor((static_cast<double>(xyz[3 * p + 1]) - oy) / sy));
-  grid[3 * p + 2] = static_cast<int64_t>(floor((static_cast<double>(xyz[3 * p + 2]) - oz) / sz));
+  for (int a = 0; a < 3; ++a) {
+    const double x = static_cast<double>(xyz[3 * p + a]);
+    const double q = (x - origin.v[a]) / size.v[a];
+    const bool ok = fabs(q) < kMaxGridIndex;
+    if (!isfinite(x)) atomicOr(flags, 1);
+    if (!ok) atomicOr(flags, 2);
+    grid[3 * p + a] = ok ? static_cast<int64_t>(floor(q)) : 0;
+  }
 }
 
 __global__ void pack_keys_kernel(const int64_t* __restrict__ grid, const int64_t* __restrict__ b,
@@ -77,15 +89,33 @@ __global__ void segment_mean_kernel(const scalar_t* __restrict__ feat,
   out[t] = static_cast<scalar_t>(acc / static_cast<double>(end - begin));
 }
 
-// Rejects NaN/inf; returns the given origin, or else the per-axis minimum of the coordinates.
-std::vector<double> resolve_origin(const at::Tensor& coord, c10::ArrayRef<double> origin_in) {
-  std::vector<double> origin{0.0, 0.0, 0.0};
-  if (coord.size(0) == 0) return origin;
-  TORCH_CHECK(coord.isfinite().all().item<bool>(), "voxelize: coordinates contain NaN or inf");
-  if (!origin_in.empty()) return {origin_in.begin(), origin_in.end()};
-  const at::Tensor low = coord.amin(0).to(at::kDouble).cpu();
-  for (int a = 0; a < 3; ++a) origin[a] = low[a].item<double>();
-  return origin;
+// Floors every point to the grid and checks the result; without an explicit origin the grid
+// is anchored at 0 and shifted to start at index 0 (origin updated to match).
+at::Tensor grid_indices(const at::Tensor& coord, const at::Tensor& batch, const Axes& size,
+                        bool explicit_origin, std::array<double, 3>& origin) {
+  const int64_t n = coord.size(0);
+  at::Tensor grid = at::empty({n, 3}, coord.options().dtype(at::kLong));
+  at::Tensor flags = at::zeros({1}, coord.options().dtype(at::kInt));
+  const Axes start{{origin[0], origin[1], origin[2]}};
+  AT_DISPATCH_FLOATING_TYPES(coord.scalar_type(), "voxelize_cuda", [&] {
+    floor_to_grid_kernel<scalar_t><<<blocks_for(n), kThreads, 0,
+                                     c10::cuda::getCurrentCUDAStream()>>>(
+        coord.data_ptr<scalar_t>(), n, size, start, grid.data_ptr<int64_t>(),
+        flags.data_ptr<int>());
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  const int flag = flags.item<int>();
+  TORCH_CHECK(!(flag & 1), "voxelize: coordinates contain NaN or inf");
+  TORCH_CHECK(!(flag & 2), "voxelize: grid index exceeds int32; use a larger voxel size");
+  if (!explicit_origin) {
+    const at::Tensor low = grid.amin(0);
+    grid.sub_(low);
+    const at::Tensor low_cpu = low.cpu();
+    for (int a = 0; a < 3; ++a) origin[a] = low_cpu[a].item<int64_t>() * size.v[a];
+  }
+  TORCH_CHECK(grid.min().item<int64_t>() >= 0 && batch.min().item<int64_t>() >= 0,
+              "voxelize: points lie below the grid origin or batch indices < 0");
+  return grid;
 }
 
 }  // namespace
@@ -99,21 +129,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> voxelize_
   const at::Tensor batch = batch_in.contiguous();
   const int64_t n = coord.size(0);
   const auto long_opts = coord.options().dtype(at::kLong);
-  const std::vector<double> origin = resolve_origin(coord, origin_in);
-  at::Tensor origin_out = at::tensor(origin, at::TensorOptions().dtype(at::kDouble));
+  std::array<double, 3> origin{0.0, 0.0, 0.0};
+  if (!origin_in.empty()) origin = {origin_in[0], origin_in[1], origin_in[2]};
   if (n == 0)
     return {at::empty({0, 4}, coord.options().dtype(at::kInt)), at::empty({0}, long_opts),
-            at::empty({0}, long_opts), at::empty({0}, long_opts), origin_out};
+            at::empty({0}, long_opts), at::empty({0}, long_opts), origin_tensor(origin)};
   const auto stream = c10::cuda::getCurrentCUDAStream();
-
-  at::Tensor grid = at::empty({n, 3}, long_opts);
-  AT_DISPATCH_FLOATING_TYPES(coord.scalar_type(), "voxelize_cuda", [&] {
-    floor_to_grid_kernel<scalar_t><<<blocks_for(n), kThreads, 0, stream>>>(
-        coord.data_ptr<scalar_t>(), n, voxel_size[0], voxel_size[1], voxel_size[2], origin[0],
-        origin[1], origin[2], grid.data_ptr<int64_t>());
-  });
-  TORCH_CHECK(grid.min().item<int64_t>() >= 0 && batch.min().item<int64_t>() >= 0,
-              "voxelize: points lie below the grid origin or batch indices < 0");
+  const Axes size{{voxel_size[0], voxel_size[1], voxel_size[2]}};
+  const at::Tensor grid = grid_indices(coord, batch, size, !origin_in.empty(), origin);
   const at::Tensor extent_t = (grid.amax(0) + 1).cpu();
   const int64_t ex = extent_t[0].item<int64_t>(), ey = extent_t[1].item<int64_t>(),
                 ez = extent_t[2].item<int64_t>();
@@ -123,7 +146,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> voxelize_
   at::Tensor keys = at::empty({n}, long_opts);
   pack_keys_kernel<<<blocks_for(n), kThreads, 0, stream>>>(
       grid.data_ptr<int64_t>(), batch.data_ptr<int64_t>(), n, ex, ey, ez, keys.data_ptr<int64_t>());
-  auto [sorted_keys, perm] = keys.sort(/*stable=*/true);
+  // The optional<bool> overload: a plain `true` would bind to sort(int64_t dim).
+  auto [sorted_keys, perm] = keys.sort(std::optional<bool>(true), /*dim=*/0, /*descending=*/false);
   at::Tensor flag = at::empty({n}, long_opts);
   boundary_kernel<<<blocks_for(n), kThreads, 0, stream>>>(sorted_keys.data_ptr<int64_t>(), n,
                                                           flag.data_ptr<int64_t>());
@@ -139,7 +163,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> voxelize_
       ex, ey, ez, offsets.data_ptr<int64_t>(), coords.data_ptr<int32_t>(),
       inverse.data_ptr<int64_t>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return {coords, inverse, offsets.diff(), perm, origin_out};
+  return {coords, inverse, offsets.diff(), perm, origin_tensor(origin)};
 }
 
 at::Tensor segment_mean_cuda(const at::Tensor& feat_in, const at::Tensor& order_in,

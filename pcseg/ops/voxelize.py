@@ -1,20 +1,24 @@
 """Grid sampling of (batch, x, y, z): unique voxels, point->voxel map, counts, voxel features.
 
 Voxels come out sorted by (batch, i, j, k), so the output order is deterministic and identical
-for the kernels and the reference. Grid indices are ``floor((p - origin) / voxel_size)`` in float64
-with ``origin`` the per-axis minimum of the whole call (computed by the kernel, in the same pass
-that rejects NaN/inf), so every index is >= 0.
+for the kernels and the reference. Grid indices are ``floor(p / voxel_size)`` in float64, shifted
+so that the smallest index is 0 (or ``floor((p - origin) / voxel_size)`` for an explicit origin):
+a point's voxel never depends on the other points of the call.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from pcseg.ops._ext import has_kernel
+
+_MAX_GRID_INDEX = 2**31 - 1  # voxel coordinates are int32
 
 
 class Voxelization(NamedTuple):
@@ -54,27 +58,30 @@ def voxelize_reference(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Pure-PyTorch spec of the ``voxelize`` kernel: (coords, inverse, counts, order, origin).
 
-    An empty ``origin`` means the per-axis minimum of ``coord``.
+    With an ``origin`` the grid index is ``floor((p - origin) / size)`` and must be >= 0.
+    Without one the grid is anchored at 0 (``floor(p / size)``, so a point's voxel does not
+    depend on the other points) and shifted by its per-axis minimum; the returned origin is
+    ``shift * size``.
     """
-    if len(coord) and not torch.isfinite(coord).all():
+    if not torch.isfinite(coord).all():
         raise RuntimeError("voxelize: coordinates contain NaN or inf")
-    if len(origin):
-        start = torch.tensor(origin, dtype=torch.float64, device=coord.device)
-    elif len(coord):
-        start = coord.amin(0).double()
-    else:
-        start = torch.zeros(3, dtype=torch.float64, device=coord.device)
-    size = torch.tensor(voxel_size, dtype=torch.float64, device=coord.device)
-    grid = torch.floor((coord.double() - start) / size).long()
+    device = coord.device
+    start = torch.tensor(list(origin) or [0.0] * 3, dtype=torch.float64, device=device)
+    size = torch.tensor(voxel_size, dtype=torch.float64, device=device)
+    scaled = (coord.double() - start) / size
     if len(coord) == 0:
-        empty = torch.empty(0, dtype=torch.long, device=coord.device)
-        coords = torch.empty(0, 4, dtype=torch.int32, device=coord.device)
-        return coords, empty, empty, empty, start.cpu()
+        empty = torch.empty(0, dtype=torch.long, device=device)
+        return torch.empty(0, 4, dtype=torch.int32, device=device), empty, empty, empty, start.cpu()
+    if scaled.abs().max() >= _MAX_GRID_INDEX:
+        raise RuntimeError("voxelize: grid index exceeds int32; use a larger voxel size")
+    grid = torch.floor(scaled).long()
+    if not len(origin):
+        shift = grid.amin(0)
+        grid -= shift
+        start = shift.double() * size
     if grid.min() < 0 or batch.min() < 0:
         raise RuntimeError("voxelize: points lie below the grid origin or batch indices < 0")
     extent = grid.amax(0) + 1
-    if max(extent.max().item(), batch.max().item() + 1) > torch.iinfo(torch.int32).max:
-        raise RuntimeError("voxelize: grid index exceeds int32; use a larger voxel size")
     key = ((batch * extent[0] + grid[:, 0]) * extent[1] + grid[:, 1]) * extent[2] + grid[:, 2]
     _, inverse, counts = torch.unique(key, sorted=True, return_inverse=True, return_counts=True)
     order = torch.argsort(inverse, stable=True)
@@ -109,6 +116,28 @@ def _voxel_space(coord: Tensor, mode: str) -> Tensor:
     raise ValueError(f"voxelize: mode must be 'cartesian' or 'cylindrical', got {mode!r}")
 
 
+def _check_args(
+    coord: Tensor, voxel_size: float | Sequence[float], batch: Tensor | None,
+    feat: Tensor | None, reduce: str, origin: Sequence[float] | None,
+) -> list[float]:
+    """Validate :func:`voxelize` arguments once, for kernels and references alike."""
+    if coord.ndim != 2 or coord.shape[1] != 3 or not coord.is_floating_point():
+        raise ValueError(f"voxelize: coord must be float (N, 3), got {tuple(coord.shape)}")
+    sizes = [float(v) for v in np.broadcast_to(np.asarray(voxel_size, dtype=np.float64), 3)]
+    if not all(math.isfinite(v) and v > 0 for v in sizes):
+        raise ValueError(f"voxelize: voxel sizes must be finite and positive, got {sizes}")
+    if batch is not None and (batch.shape != (len(coord),) or batch.dtype != torch.long):
+        raise ValueError(f"voxelize: batch must be int64 ({len(coord)},), got "
+                         f"{batch.dtype} {tuple(batch.shape)}")
+    if feat is not None and (feat.ndim != 2 or len(feat) != len(coord)):
+        raise ValueError(f"voxelize: feat must be ({len(coord)}, C), got {tuple(feat.shape)}")
+    if reduce not in ("mean", "representative"):
+        raise ValueError(f"voxelize: reduce must be 'mean' or 'representative', got {reduce!r}")
+    if origin is not None and len(origin) != 3:
+        raise ValueError("voxelize: origin needs 3 values")
+    return sizes
+
+
 def voxelize(
     coord: Tensor,
     voxel_size: float | Sequence[float],
@@ -117,6 +146,7 @@ def voxelize(
     feat: Tensor | None = None,
     mode: Literal["cartesian", "cylindrical"] = "cartesian",
     reduce: Literal["mean", "representative"] = "mean",
+    origin: Sequence[float] | None = None,
     generator: torch.Generator | None = None,
 ) -> Voxelization:
     """Voxelise a (batched) point cloud.
@@ -128,18 +158,18 @@ def voxelize(
         feat: optional (N, C) features reduced per voxel.
         mode: ``cartesian`` or ``cylindrical`` (rho, phi, z) voxels.
         reduce: ``mean`` of the voxel's features, or the representative point's features.
+        origin: grid origin in the voxelisation space; by default the grid is anchored at 0, so
+            a point's voxel never depends on the other points (or samples) of the call.
         generator: when given, the representative is a random point of the voxel drawn from it;
             otherwise the point with the lowest index.
     """
-    if coord.ndim != 2 or coord.shape[1] != 3:
-        raise ValueError(f"voxelize: coord must be (N, 3), got {tuple(coord.shape)}")
-    sizes = [float(voxel_size)] * 3 if isinstance(voxel_size, int | float) else list(voxel_size)
+    sizes = _check_args(coord, voxel_size, batch, feat, reduce, origin)
     if batch is None:
         batch = torch.zeros(len(coord), dtype=torch.long, device=coord.device)
     space = _voxel_space(coord, mode)
     run = torch.ops.pcseg.voxelize if has_kernel(coord.device) else voxelize_reference
     try:
-        coords, inverse, counts, order, origin = run(space, batch, sizes, [])
+        coords, inverse, counts, order, start = run(space, batch, sizes, list(origin or []))
     except RuntimeError as error:
         if "NaN or inf" in str(error):
             raise ValueError("voxelize: coordinates contain NaN or inf") from error
@@ -154,7 +184,7 @@ def voxelize(
             voxel_feat = feat[representative]
     return Voxelization(
         coords, inverse, counts, order, representative, voxel_feat,
-        origin, torch.tensor(sizes, dtype=torch.float64),
+        start, torch.tensor(sizes, dtype=torch.float64),
     )
 
 
@@ -162,5 +192,7 @@ def _representatives(order: Tensor, offsets: Tensor, generator: torch.Generator 
     if generator is None or len(order) == 0:
         return order[offsets[:-1]]
     counts = offsets.diff()
-    pick = (torch.rand(len(counts), generator=generator, device=generator.device) * counts)
-    return order[offsets[:-1] + pick.long().to(order.device).clamp_max(counts - 1)]
+    # Drawn on the generator's device (a CPU generator may serve CUDA points), then moved.
+    draw = torch.rand(len(counts), generator=generator, device=generator.device)
+    pick = (draw.to(counts.device) * counts).long().clamp_max(counts - 1)
+    return order[offsets[:-1] + pick]

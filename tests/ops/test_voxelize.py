@@ -39,10 +39,11 @@ def test_extension_is_built():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_voxelize_kernel_matches_reference_on_random_clouds(device, dtype, seed):
     coord, batch = random_cloud(5000, batches=3, seed=seed, dtype=dtype, device=device)
-    size, origin = [0.3, 0.25, 0.1], coord.amin(0).double().tolist()
-    for got, want in zip(kernel(coord, batch, size, origin),
-                         voxelize_reference(coord, batch, size, origin), strict=True):
-        assert torch.equal(got, want)
+    size = [0.3, 0.25, 0.1]
+    for origin in ([], coord.amin(0).double().tolist()):  # anchored at 0, and explicit
+        for got, want in zip(kernel(coord, batch, size, origin),
+                             voxelize_reference(coord, batch, size, origin), strict=True):
+            assert torch.equal(got, want)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -50,14 +51,16 @@ def test_voxelize_kernel_matches_reference_on_real_scan(shared_data, device):
     points = semantickitti.read_scan(shared_data / "semantickitti/sequences/00/velodyne/000000.bin")
     coord = torch.from_numpy(points[:, :3]).to(device)
     batch = torch.zeros(len(coord), dtype=torch.long, device=device)
+    voxels = []
     for space, size in [(coord, [0.05] * 3), (to_cylindrical(coord), [0.1, 0.005, 0.1])]:
-        origin = space.amin(0).double().tolist()
-        got = kernel(space, batch, size, origin)
-        want = voxelize_reference(space, batch, size, origin)
-        for g, w in zip(got, want, strict=True):
-            assert torch.equal(g, w)
+        for origin in ([], space.amin(0).double().tolist()):
+            got = kernel(space, batch, size, origin)
+            want = voxelize_reference(space, batch, size, origin)
+            for g, w in zip(got, want, strict=True):
+                assert torch.equal(g, w)
+        voxels.append(len(got[0]))
     # 124,668 points fall into fewer, but most, distinct 5 cm voxels.
-    assert 80_000 < len(got[0]) < 124_668
+    assert 80_000 < voxels[0] < 124_668
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -68,13 +71,29 @@ def test_voxelize_invariants(device):
     assert len(np.unique(keys, axis=0)) == len(keys)
     assert (np.lexsort(keys.T[::-1]) == np.arange(len(keys))).all(), "voxels not sorted"
     assert vox.counts.sum().item() == len(coord)
-    grid = torch.floor((coord.double() - vox.origin.to(device)) / 0.5).int()
-    expected = torch.cat([batch[:, None].int(), grid], 1)
+    grid = torch.floor(coord.double() / 0.5).long()
+    grid -= grid.amin(0)
+    expected = torch.cat([batch[:, None], grid], 1).int()
     assert torch.equal(vox.coords[vox.inverse], expected)
     assert torch.equal(vox.inverse[vox.representative], torch.arange(len(keys), device=device))
     means = torch.zeros(len(keys), 3, dtype=torch.float64, device=device).index_add_(
         0, vox.inverse, coord.double()) / vox.counts[:, None]
     torch.testing.assert_close(vox.feat.double(), means, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_voxels_of_a_sample_do_not_depend_on_its_batch_mates(device):
+    alone, _ = random_cloud(2000, batches=1, seed=21, device=device)
+    other, _ = random_cloud(2000, batches=1, seed=22, device=device)
+    batch = torch.cat([torch.zeros(2000), torch.ones(2000)]).long().to(device)
+    solo = voxelize(alone, 0.3)
+    mixed = voxelize(torch.cat([alone, other - 3.7]), 0.3, batch=batch)
+    first = mixed.inverse[:2000]
+    # Same partition of the sample's points, and the same voxel positions in space.
+    assert len(first.unique()) == len(solo.counts)
+    assert torch.equal(solo.inverse, torch.unique(first, return_inverse=True)[1])
+    centre = lambda v, inv: v.origin.to(device) + (v.coords[inv, 1:].double() + 0.5) * 0.3  # noqa: E731
+    torch.testing.assert_close(centre(solo, solo.inverse), centre(mixed, first))
 
 
 def test_voxelize_cylindrical_bins_by_angle():
@@ -125,6 +144,9 @@ def test_voxelize_edge_cases(device, monkeypatch):
     with monkeypatch.context() as patch, pytest.raises(RuntimeError, match="exceeds int32"):
         patch.setenv("PCSEG_FORCE_REFERENCE", "1")
         voxelize(far, 1.0)
+    with pytest.raises(RuntimeError, match="exceeds int32"):  # no undefined cast to int
+        kernel(torch.tensor([[1e20, 0.0, 0.0]], device=device),
+               torch.zeros(1, dtype=torch.long, device=device), [0.1] * 3, [])
     with pytest.raises(RuntimeError, match="positive"):
         kernel(torch.zeros(2, 3, device=device), torch.zeros(2, dtype=torch.long, device=device),
                [0.0] * 3, [0.0] * 3)
@@ -146,6 +168,31 @@ def test_segment_mean_kernel_matches_reference_values_and_gradients(device):
     (grad_kernel,) = torch.autograd.grad(segment_mean(feat, order, offsets), feat, upstream)
     (grad_ref,) = torch.autograd.grad(segment_mean_reference(feat, order, offsets), feat, upstream)
     torch.testing.assert_close(grad_kernel, grad_ref)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_segment_mean_rejects_offset_tables_that_would_index_out_of_bounds(device):
+    feat, order = torch.rand(4, 2, device=device), torch.arange(4, device=device)
+    for offsets, message in [([0, 2, 4_000_000], "end at N"), ([1, 4], "start at 0"),
+                             ([0, 3, 2, 4], "non-decreasing")]:
+        with pytest.raises(RuntimeError, match=message):
+            torch.ops.pcseg.segment_mean(feat, order, torch.tensor(offsets, device=device))
+    with pytest.raises(RuntimeError, match=r"outside 0\.\.N-1"):
+        torch.ops.pcseg.segment_mean(feat, order + 1, torch.tensor([0, 4], device=device))
+
+
+def test_voxelize_rejects_bad_arguments_for_kernel_and_reference(monkeypatch):
+    for forced in ("0", "1"):
+        monkeypatch.setenv("PCSEG_FORCE_REFERENCE", forced)
+        with pytest.raises(ValueError, match="finite and positive"):
+            voxelize(torch.zeros(5, 3), 0.0)
+        with pytest.raises(ValueError, match="reduce"):
+            voxelize(torch.zeros(5, 3), 0.1, feat=torch.zeros(5, 1), reduce="max")
+        with pytest.raises(ValueError, match="batch must be int64"):
+            voxelize(torch.zeros(5, 3), 0.1, batch=torch.zeros(4, dtype=torch.long))
+        with pytest.raises(RuntimeError, match="exceeds int32"):
+            voxelize(torch.tensor([[1e20, 0.0, 0.0]]), 0.1)
+    assert len(voxelize(torch.zeros(5, 3), np.float32(0.1)).counts) == 1
 
 
 def test_voxelize_rejects_bad_shapes_and_modes():
