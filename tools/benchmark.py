@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from pcseg.data.formats import semantickitti
-from pcseg.ops import voxelize, voxelize_reference
+from pcseg.ops import segment_mean_reference, voxelize, voxelize_reference
 from pcseg.ops._ext import extension_available
 
 REAL_SCAN = Path("semantickitti/sequences/00/velodyne/000000.bin")
@@ -48,7 +48,8 @@ def _open3d_downsample(coord: np.ndarray, voxel_size: float) -> Callable[[], obj
 
 
 def bench_voxelize(name: str, coord: np.ndarray, voxel_size: float, repeats: int) -> dict:
-    """Voxelisation: the kernel, the full wrapper, the PyTorch reference and Open3D."""
+    """Voxelisation: the kernel, the PyTorch reference, and, both also averaging the points of
+    each voxel, the full ``voxelize`` call and Open3D's ``voxel_down_sample``."""
     points = torch.from_numpy(np.ascontiguousarray(coord, dtype=np.float32))
     batch = torch.zeros(len(points), dtype=torch.long)
     sizes = [voxel_size] * 3
@@ -57,13 +58,47 @@ def bench_voxelize(name: str, coord: np.ndarray, voxel_size: float, repeats: int
     }
     if extension_available():
         methods["kernel"] = lambda: torch.ops.pcseg.voxelize(points, batch, sizes, [])
-        methods["voxelize"] = lambda: voxelize(points, voxel_size, batch=batch)
+        methods["voxelize_mean"] = lambda: voxelize(points, voxel_size, feat=points)
     open3d_fn = _open3d_downsample(coord, voxel_size)
     if open3d_fn is not None:
         methods["open3d_voxel_down_sample"] = open3d_fn
     times = {method: median_ms(fn, repeats) for method, fn in methods.items()}
-    result = {"case": name, "points": len(points), "voxel_size": voxel_size,
-              "voxels": len(voxelize(points, voxel_size).counts), "median_ms": times}
+    return _with_ratios({"case": name, "points": len(points), "voxel_size": voxel_size,
+                         "voxels": len(voxelize(points, voxel_size).counts), "median_ms": times})
+
+
+def _scatter_mean() -> Callable | None:
+    try:
+        from torch_scatter import scatter_mean
+    except (ImportError, OSError):
+        return None
+    return scatter_mean
+
+
+def bench_segment_mean(name: str, coord: np.ndarray, channels: int, repeats: int) -> dict:
+    """Per-voxel feature means: the kernel, the PyTorch reference and torch_scatter."""
+    points = torch.from_numpy(np.ascontiguousarray(coord, dtype=np.float32))
+    vox = voxelize(points, 0.05)
+    offsets = torch.cat([vox.counts.new_zeros(1), vox.counts.cumsum(0)])
+    feat = torch.randn(len(points), channels, generator=torch.Generator().manual_seed(0))
+    methods: dict[str, Callable[[], object]] = {
+        "reference": lambda: segment_mean_reference(feat, vox.order, offsets),
+    }
+    if extension_available():
+        methods["kernel"] = lambda: torch.ops.pcseg.segment_mean(feat, vox.order, offsets)
+    scatter_mean = _scatter_mean()
+    if scatter_mean is not None:
+        methods["torch_scatter_mean"] = lambda: scatter_mean(feat, vox.inverse, dim=0)
+    times = {method: median_ms(fn, repeats) for method, fn in methods.items()}
+    # Reading N x C features once and writing V x C means, in float32: the bandwidth floor.
+    megabytes = (len(points) + len(vox.counts)) * channels * 4 / 1e6
+    return _with_ratios({"case": name, "points": len(points), "channels": channels,
+                         "voxels": len(vox.counts), "bytes_moved_mb": megabytes,
+                         "median_ms": times})
+
+
+def _with_ratios(result: dict) -> dict:
+    times = result["median_ms"]
     if "kernel" in times:
         result["speedup_kernel_vs"] = {
             other: times[other] / times["kernel"] for other in times if other != "kernel"
@@ -77,6 +112,9 @@ def cases(data_root: Path, repeats: int) -> list[dict]:
     if scan.is_file():
         coord = semantickitti.read_scan(scan)[:, :3]
         results.append(bench_voxelize("voxelize/semantickitti_00_000000", coord, 0.05, repeats))
+        results.append(
+            bench_segment_mean("segment_mean/semantickitti_00_000000_x64", coord, 64, repeats)
+        )
     results.append(
         bench_voxelize("voxelize/synthetic_map_1M", synthetic_map(), 0.05, max(3, repeats // 4))
     )
