@@ -224,15 +224,19 @@ at::Tensor segment_mean_cpu(const at::Tensor& feat_in, const at::Tensor& order_i
     const int64_t* ord = order.data_ptr<int64_t>();
     const int64_t* off = offsets.data_ptr<int64_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
+    // Rows are summed straight into the output in ascending point order: contiguous channel
+    // loops the compiler vectorises, and the reference's summation order.
     at::parallel_for(0, v, 256, [&](int64_t begin, int64_t end) {
-      std::vector<double> acc(ch);
       for (int64_t k = begin; k < end; ++k) {
         const int64_t len = off[k + 1] - off[k];
         if (len == 0) continue;  // an empty segment stays zero rather than 0/0
-        std::fill(acc.begin(), acc.end(), 0.0);
-        for (int64_t p = off[k]; p < off[k + 1]; ++p)
-          for (int64_t j = 0; j < ch; ++j) acc[j] += f[ord[p] * ch + j];
-        for (int64_t j = 0; j < ch; ++j) o[k * ch + j] = static_cast<scalar_t>(acc[j] / len);
+        scalar_t* row = o + k * ch;
+        for (int64_t p = off[k]; p < off[k + 1]; ++p) {
+          const scalar_t* src = f + ord[p] * ch;
+          for (int64_t j = 0; j < ch; ++j) row[j] += src[j];
+        }
+        const scalar_t count = static_cast<scalar_t>(len);
+        for (int64_t j = 0; j < ch; ++j) row[j] /= count;
       }
     });
   });
