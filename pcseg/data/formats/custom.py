@@ -13,13 +13,17 @@ stored field feeds which sample key::
       color: [red, green, blue]
       instance: null
 
-Without a YAML, LAS/LAZ files use the ASPRS classes of :mod:`pcseg.data.meta.asprs`. Large
+Without a YAML, LAS/LAZ files use the ASPRS classes of :mod:`pcseg.data.meta.asprs`. Fields a
+spec names must exist (colour is optional), hold one finite value per point, and integer
+intensities and colours are scaled to [0, 1] by their storage type (uint8 / 255, uint16 / 65535).
+Large
 (e.g. UTM) coordinates are re-centred in float64 before the cast to float32; the removed offset
 is kept as ``coord_offset`` so exports can restore the original positions.
 """
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +32,13 @@ from typing import Any
 import numpy as np
 import yaml
 
+from pcseg.data.formats.files import atomic_output
 from pcseg.data.formats.validation import (
     DataFormatError,
-    build_lut,
     check_coords,
     check_count,
-    map_ids,
+    classes_to_ids,
+    map_sparse_ids,
 )
 from pcseg.data.meta import asprs
 from pcseg.data.sample import Sample, make_sample
@@ -130,11 +135,14 @@ def _ply_columns(path: Path) -> Callable[[FieldRef], np.ndarray | None]:
 
 def _npz_columns(path: Path) -> Callable[[FieldRef], np.ndarray | None]:
     try:
-        arrays = dict(np.load(path, allow_pickle=False))
-    except (OSError, ValueError) as error:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = dict(archive)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise DataFormatError(path, f"cannot read NPZ: {error}") from error
     if "coord" in arrays:  # a single (N, 3) coordinate array is the common layout
         coord = arrays.pop("coord")
+        if coord.ndim != 2 or coord.shape[1] != 3:
+            raise DataFormatError(path, f"'coord' must be (N, 3), got {coord.shape}")
         arrays.update(x=coord[:, 0], y=coord[:, 1], z=coord[:, 2])
     return arrays.get
 
@@ -142,7 +150,7 @@ def _npz_columns(path: Path) -> Callable[[FieldRef], np.ndarray | None]:
 def _npy_columns(path: Path) -> Callable[[FieldRef], np.ndarray | None]:
     try:
         table = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, EOFError) as error:
         raise DataFormatError(path, f"cannot read NPY: {error}") from error
     if table.ndim != 2:
         raise DataFormatError(path, f"expected a 2-D (N, K) array, got shape {table.shape}")
@@ -161,20 +169,42 @@ _LOADERS = {".las": _las_columns, ".laz": _las_columns, ".ply": _ply_columns,
             ".npz": _npz_columns, ".npy": _npy_columns}
 
 
-def _stack(path: Path, column, refs, what: str, *, required: bool) -> np.ndarray | None:
-    arrays = [column(ref) for ref in refs]
-    missing = [ref for ref, array in zip(refs, arrays, strict=True) if array is None]
-    if missing:
-        if required:
-            raise DataFormatError(path, f"{what} field(s) {missing} not in the file")
-        return None
-    return np.stack([np.asarray(a, dtype=np.float64) for a in arrays], axis=1)
+def _column(path: Path, column, ref: FieldRef, what: str, count: int | None) -> np.ndarray:
+    """A field that must exist and (when ``count`` is given) hold one value per point."""
+    values = column(ref)
+    if values is None:
+        raise DataFormatError(path, f"{what} field {ref!r} not in the file")
+    values = np.asarray(values)
+    if values.ndim != 1:
+        raise DataFormatError(path, f"{what} field {ref!r} must be 1-D, got {values.shape}")
+    if count is not None:
+        check_count(path, f"{what} ({ref!r})", len(values), count)
+    return values
 
 
 def _unit_scale(values: np.ndarray) -> np.ndarray:
-    """Scale integer intensities / colours to [0, 1] by their storage range (8 or 16 bit)."""
-    top = values.max(initial=0)
-    return values / (65535.0 if top > 255 else 255.0 if top > 1 else 1.0)
+    """Integers scaled to [0, 1] by their storage type (uint8 / 255, uint16 / 65535, ...)."""
+    if np.issubdtype(values.dtype, np.integer):
+        return values / float(np.iinfo(values.dtype).max)
+    return values.astype(np.float64)
+
+
+def _table(path: Path, column, refs, what: str, count: int, *, scale: bool) -> np.ndarray:
+    """(N, len(refs)) float64 of finite values, integer fields scaled to [0, 1] when asked."""
+    arrays = [_column(path, column, ref, what, count) for ref in refs]
+    table = np.stack([_unit_scale(a) if scale else a.astype(np.float64) for a in arrays], axis=1)
+    if not np.isfinite(table).all():
+        raise DataFormatError(path, f"{what} values contain NaN or inf")
+    return table.reshape(count, len(refs))
+
+
+def _labels(path: Path, raw: np.ndarray, spec: CloudSpec) -> np.ndarray:
+    """Raw class ids -> class indices; non-integral or unmapped ids are errors."""
+    if not np.issubdtype(raw.dtype, np.integer):
+        if not (np.isfinite(raw).all() and np.array_equal(raw, np.round(raw))):
+            raise DataFormatError(path, f"class field {spec.label!r} holds non-integer values")
+        raw = raw.astype(np.int64)
+    return map_sparse_ids(path, raw, spec.label_map, what=f"class ({spec.label!r})")
 
 
 def read_cloud(path: str | Path, spec: CloudSpec | None = None) -> Sample:
@@ -190,28 +220,32 @@ def read_cloud(path: str | Path, spec: CloudSpec | None = None) -> Sample:
             raise DataFormatError(path, "PLY/NPY/NPZ clouds need a CloudSpec (YAML) for classes")
         spec = CloudSpec.asprs()
     column = loader(path)
-    xyz = _stack(path, column, spec.coord, "coordinate", required=True)
-    check_coords(path, xyz)
+    n = len(_column(path, column, spec.coord[0], "coordinate", None))
+    xyz = np.stack([_column(path, column, r, "coordinate", n) for r in spec.coord], axis=1)
+    check_coords(path, xyz.astype(np.float64))
+    xyz = xyz.astype(np.float64)
     offset = np.floor(xyz.min(axis=0))
     label = None
-    if spec.label is not None and (raw := column(spec.label)) is not None:
-        check_count(path, "label", len(raw), len(xyz))
-        lut = build_lut(spec.label_map, max(max(spec.label_map, default=0), int(raw.max())) + 1)
-        label = map_ids(path, raw, lut, what=f"class ('{spec.label}')")
-    feat = _stack(path, column, spec.feat, "feature", required=True) if spec.feat else None
-    feat = _unit_scale(feat) if feat is not None else np.zeros((len(xyz), 0))
-    color = _stack(path, column, spec.color or (), "colour", required=False) if spec.color else None
-    instance = column(spec.instance) if spec.instance is not None else None
+    if spec.label is not None:
+        label = _labels(path, _column(path, column, spec.label, "class", n), spec)
+    feat = _table(path, column, spec.feat, "feature", n, scale=True)
+    has_color = spec.color and all(column(ref) is not None for ref in spec.color)
+    color = _table(path, column, spec.color, "colour", n, scale=True) if has_color else None
+    instance = None
+    if spec.instance is not None:
+        instance = _column(path, column, spec.instance, "instance", n).astype(np.int64)
     return make_sample(
         coord=xyz - offset, feat=feat, label=label, scene_id=path.stem,
         coord_offset=offset,
-        color=None if color is None else _unit_scale(color).astype(np.float32),
+        color=None if color is None else color.astype(np.float32),
         remission=feat[:, 0].astype(np.float32) if feat.shape[1] else None,
-        instance=None if instance is None else np.asarray(instance, dtype=np.int64),
+        instance=instance,
     )
 
 
-def write_ply(path: str | Path, coord: np.ndarray, **fields_: np.ndarray) -> None:
+def write_ply(
+    path: str | Path, coord: np.ndarray, *, overwrite: bool = False, **fields_: np.ndarray
+) -> None:
     """Write a binary little-endian PLY with vertex x, y, z and one property per extra field."""
     from plyfile import PlyData, PlyElement
 
@@ -223,29 +257,35 @@ def write_ply(path: str | Path, coord: np.ndarray, **fields_: np.ndarray) -> Non
     for name, values in fields_.items():
         check_count(path, name, len(values), len(coord))
         vertex[name] = values
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    PlyData([PlyElement.describe(vertex, "vertex")]).write(str(tmp))
-    tmp.replace(path)
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        PlyData([PlyElement.describe(vertex, "vertex")]).write(str(tmp))
 
 
 def classes_to_raw(classes: np.ndarray, spec: CloudSpec, *, ignore_raw: int = 0) -> np.ndarray:
-    """Map class indices back to raw ids (the first raw id listed for each class)."""
-    inverse = np.full(len(spec.classes), ignore_raw, dtype=np.int64)
+    """Map class indices back to raw ids: each class to the smallest raw id mapped to it."""
+    table = np.full(len(spec.classes), -1, dtype=np.int64)
     for raw, index in sorted(spec.label_map.items(), reverse=True):
         if index >= 0:
-            inverse[index] = raw
-    classes = np.asarray(classes, dtype=np.int64)
-    return np.where(classes < 0, ignore_raw, inverse[classes.clip(0)])
+            table[index] = raw
+    raw_ids = classes_to_ids(classes, table, ignore_id=ignore_raw)
+    unmapped = np.unique(np.asarray(classes)[raw_ids < 0])
+    if unmapped.size:
+        names = [spec.classes[i] for i in unmapped.tolist()]
+        raise ValueError(f"classes {names} have no raw id in the spec's label_map")
+    return raw_ids
 
 
 def write_las_classification(
-    source: str | Path, destination: str | Path, classes: np.ndarray, spec: CloudSpec | None = None
+    source: str | Path,
+    destination: str | Path,
+    classes: np.ndarray,
+    spec: CloudSpec | None = None,
+    *,
+    overwrite: bool = False,
 ) -> None:
     """Copy a LAS/LAZ file with its classification replaced by predicted classes.
 
-    The source is never modified; writing onto it is refused.
+    The source is never modified: writing onto it is refused even with ``overwrite``.
     """
     import laspy
 
@@ -255,7 +295,5 @@ def write_las_classification(
     las = laspy.read(source)
     check_count(destination, "prediction", len(classes), len(las.points))
     las.classification = classes_to_raw(classes, spec or CloudSpec.asprs(), ignore_raw=1)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = destination.with_name(f".tmp.{destination.name}")
-    las.write(tmp)
-    tmp.replace(destination)
+    with atomic_output(destination, overwrite=overwrite) as tmp:
+        las.write(tmp)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pcseg.data.formats.files import write_text
 from pcseg.data.formats.validation import DataFormatError, check_coords, read_path_list
 from pcseg.data.meta import s3dis as meta
 from pcseg.data.sample import Sample, make_sample
@@ -29,7 +30,9 @@ from pcseg.data.sample import Sample, make_sample
 logger = logging.getLogger(__name__)
 
 _COLUMNS = 6
-_NOT_NUMBER = re.compile(rb"[^0-9eE+\-. \t]")
+# Only control and non-ASCII bytes are stripped: they cannot be part of a number, while stripping
+# printable characters (a comma, say) could turn a malformed line into different numbers.
+_STRAY_BYTES = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\xff]")
 _ANNOTATION_NAME = re.compile(r"^(?P<name>[A-Za-z]+)_(?P<index>\d+)$")
 _MAX_LISTED_LINES = 20
 
@@ -72,7 +75,7 @@ def _parse_lines(path: Path, data: bytes) -> tuple[np.ndarray, LineRepairs]:
             continue
         row = _parse_row(line)
         if row is None:
-            row = _parse_row(_NOT_NUMBER.sub(b"", line))
+            row = _parse_row(_STRAY_BYTES.sub(b"", line))
             (dropped if row is None else repaired).append(number)
         if row is not None:
             rows.append(row)
@@ -242,12 +245,14 @@ def write_room(
     instance: np.ndarray,
     *,
     decimals: int = 3,
+    overwrite: bool = False,
 ) -> Path:
     """Write a room as S3DIS does: one ``Annotations/<class>_<k>.txt`` per (label, instance)
     pair and the whole-room ``<room>.txt``.
 
     Args:
-        room_dir: ``.../Area_N/<room>``; existing ``Annotations/*.txt`` files are replaced.
+        room_dir: ``.../Area_N/<room>``. A room that already has annotation files is refused
+            unless ``overwrite``, which removes them first (they would merge into the room).
         coord: (N, 3) metres, written with ``decimals`` digits (the release uses 3).
         color: (N, 3) integers 0..255.
         label: (N,) class indices 0..12.
@@ -258,8 +263,10 @@ def write_room(
     _check_room_arrays(coord, color, label, instance)
     room_dir = Path(room_dir)
     annotations = room_dir / "Annotations"
-    annotations.mkdir(parents=True, exist_ok=True)
-    for stale in annotations.glob("*.txt"):
+    existing = sorted(annotations.glob("*.txt"))
+    if existing and not overwrite:
+        raise FileExistsError(f"{annotations}: holds annotation files; refusing to overwrite")
+    for stale in existing:
         stale.unlink()
     key = label * (int(instance.max()) + 1) + instance
     order = np.argsort(key, kind="stable")
@@ -270,7 +277,7 @@ def write_room(
         name = meta.CLASS_NAMES[label[members[0]]]
         counts[name] += 1
         block = _format_rows(coord[members], color[members], decimals)
-        (annotations / f"{name}_{counts[name]}.txt").write_text(block)
+        write_text(annotations / f"{name}_{counts[name]}.txt", block, overwrite=False)
         blocks.append(block)
-    (room_dir / f"{room_dir.name}.txt").write_text("".join(blocks))
+    write_text(room_dir / f"{room_dir.name}.txt", "".join(blocks), overwrite=overwrite)
     return room_dir

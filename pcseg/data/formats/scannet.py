@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from plyfile import PlyData, PlyElement, PlyElementParseError, PlyParseError
 
+from pcseg.data.formats.files import atomic_output, write_text
 from pcseg.data.formats.validation import (
     DataFormatError,
     build_lut,
@@ -170,10 +171,14 @@ def class_to_nyu40(classes: np.ndarray) -> np.ndarray:
     return classes_to_ids(classes, _CLASS_TO_NYU40, ignore_id=0)
 
 
-def write_predictions(path: str | Path, classes: np.ndarray) -> None:
-    """Write per-vertex class predictions as a benchmark ``<scene>.txt`` of NYU40 ids."""
+def write_predictions(path: str | Path, classes: np.ndarray, *, overwrite: bool = False) -> None:
+    """Write per-vertex class predictions as a benchmark ``<scene>.txt`` of NYU40 ids.
+
+    The name matches a scene's own ``<scene>.txt`` (its axis alignment), so an existing file is
+    refused unless ``overwrite``: write predictions into their own folder.
+    """
     ids = class_to_nyu40(classes)
-    Path(path).write_text("".join(f"{i}\n" for i in ids.tolist()))
+    write_text(path, "".join(f"{i}\n" for i in ids.tolist()), overwrite=overwrite)
 
 
 def _aggregation_labels(
@@ -268,20 +273,24 @@ def read_split(root: str | Path, split: str, *, split_file: str | Path | None = 
     return read_path_list(split_file, base, what="scene")
 
 
-def write_split(root: str | Path, split: str, names: list[str]) -> Path:
+def write_split(
+    root: str | Path, split: str, names: list[str], *, overwrite: bool = False
+) -> Path:
     """Write ``root/scannetv2_<split>.txt``, one scene name per line."""
     path = Path(root) / f"scannetv2_{split}.txt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{name}\n" for name in names))
+    write_text(path, "".join(f"{name}\n" for name in names), overwrite=overwrite)
     return path
 
 
-def write_label_table(path: str | Path, table: dict[str, int]) -> Path:
+def write_label_table(
+    path: str | Path, table: dict[str, int], *, overwrite: bool = False
+) -> Path:
     """Write a minimal ``scannetv2-labels.combined.tsv`` (raw_category -> nyu40id)."""
     path = Path(path)
     rows = [f"{i}\t{name}\t{name}\t{nyu}\t{meta.NYU40_NAMES[nyu]}\n" for i, (name, nyu) in
             enumerate(table.items(), start=1)]  # fmt: skip
-    path.write_text("id\traw_category\tcategory\tnyu40id\tnyu40class\n" + "".join(rows))
+    header = "id\traw_category\tcategory\tnyu40id\tnyu40class\n"
+    write_text(path, header + "".join(rows), overwrite=overwrite)
     return path
 
 
@@ -296,18 +305,22 @@ def _vertex_table(coord: np.ndarray, color: np.ndarray, label: np.ndarray | None
     return vertex
 
 
-def _write_ply(path: Path, vertex: np.ndarray, faces: np.ndarray | None) -> None:
+def _write_ply(
+    path: Path, vertex: np.ndarray, faces: np.ndarray | None, *, overwrite: bool
+) -> None:
     elements = [PlyElement.describe(vertex, "vertex")]
     if faces is not None:
         face = np.empty(len(faces), dtype=[("vertex_indices", "<i4", (3,))])
         face["vertex_indices"] = faces
         types = {"len_types": {"vertex_indices": "u1"}, "val_types": {"vertex_indices": "i4"}}
         elements.append(PlyElement.describe(face, "face", **types))
-    PlyData(elements, byte_order="<", comments=["VCGLIB generated"]).write(str(path))
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        PlyData(elements, byte_order="<", comments=["VCGLIB generated"]).write(str(tmp))
 
 
 def _write_aggregation(
-    files: dict[str, Path], scene_id: str, coord: np.ndarray, nyu40: np.ndarray, inst: np.ndarray
+    files: dict[str, Path], scene_id: str, coord: np.ndarray, nyu40: np.ndarray, inst: np.ndarray,
+    *, overwrite: bool,
 ) -> None:
     # Over-segments: each object (and the unassigned rest) cut into 1 m cells, so segments are
     # finer than objects, as in the real over-segmentation.
@@ -321,10 +334,11 @@ def _write_aggregation(
         segments = np.unique(segment[inst == obj]).tolist()
         label = meta.NYU40_NAMES[int(ids[0])]
         groups.append({"id": obj - 1, "objectId": obj - 1, "label": label, "segments": segments})
-    files["segs"].write_text(json.dumps({"sceneId": scene_id, "segIndices": segment.tolist()}))
+    segs = json.dumps({"sceneId": scene_id, "segIndices": segment.tolist()})
+    write_text(files["segs"], segs, overwrite=overwrite)
     segs_name = f"scannet.{scene_id}{_SUFFIXES['segs']}"
     aggregation = {"sceneId": f"scannet.{scene_id}", "segGroups": groups, "segmentsFile": segs_name}
-    files["aggregation"].write_text(json.dumps(aggregation))
+    write_text(files["aggregation"], json.dumps(aggregation), overwrite=overwrite)
 
 
 def _check_scene_arrays(coord: np.ndarray, color: np.ndarray, faces: np.ndarray | None) -> None:
@@ -347,6 +361,7 @@ def write_scene(
     faces: np.ndarray | None = None,
     instance: np.ndarray | None = None,
     axis_alignment: np.ndarray | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write a scene in ScanNet's files (binary little-endian PLY, as released).
 
@@ -359,6 +374,7 @@ def write_scene(
         instance: (N,) ids (0 = none; one NYU40 id per instance): writes segs + aggregation,
             whose labels are the NYU40 names (see :func:`write_label_table`).
         axis_alignment: (4, 4) written to ``<scene>.txt``.
+        overwrite: replace existing files of the scene (refused otherwise).
     """
     scene_dir = Path(scene_dir)
     if scene_dir.name != scene_id:
@@ -368,17 +384,20 @@ def write_scene(
     _check_scene_arrays(coord, color, faces)
     scene_dir.mkdir(parents=True, exist_ok=True)
     files = scene_files(scene_dir)
-    _write_ply(files["mesh"], _vertex_table(coord, color, None), faces)
+    _write_ply(files["mesh"], _vertex_table(coord, color, None), faces, overwrite=overwrite)
     if nyu40 is not None:
         nyu40 = np.asarray(nyu40, np.int64)
         check_count(files["labels"], "label", len(nyu40), len(coord))
         palette = _PALETTE[nyu40.clip(0, meta.NUM_NYU40 - 1)]
-        _write_ply(files["labels"], _vertex_table(coord, palette, nyu40), faces)
+        labels = _vertex_table(coord, palette, nyu40)
+        _write_ply(files["labels"], labels, faces, overwrite=overwrite)
     if instance is not None:
         if nyu40 is None:
             raise ValueError("instances need NYU40 labels for the aggregation")
-        _write_aggregation(files, scene_id, coord, nyu40, np.asarray(instance, np.int64))
+        instance = np.asarray(instance, np.int64)
+        _write_aggregation(files, scene_id, coord, nyu40, instance, overwrite=overwrite)
     if axis_alignment is not None:
         values = " ".join(f"{v:.6f}" for v in np.asarray(axis_alignment, np.float64).ravel())
-        files["meta"].write_text(f"axisAlignment = {values}\nsceneType = Synthetic\n")
+        text = f"axisAlignment = {values}\nsceneType = Synthetic\n"
+        write_text(files["meta"], text, overwrite=overwrite)
     return scene_dir

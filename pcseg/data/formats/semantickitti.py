@@ -4,15 +4,16 @@
 semantic id in the low 16 bits and the instance id in the high 16 bits. ``poses.txt`` holds cam0
 poses, one line per frame id; the LiDAR pose is ``Tr^-1 @ P @ Tr``. ScribbleKITTI's
 ``scribbles/`` directory uses the ``.label`` format and is read with ``label_dir="scribbles"``.
+Writers are atomic and refuse to replace an existing file unless ``overwrite=True``.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from pcseg.data.formats.files import write_bytes, write_text
 from pcseg.data.formats.validation import (
     DataFormatError,
     build_lut,
@@ -114,34 +115,32 @@ def read_times(path: str | Path) -> np.ndarray:
     return times
 
 
-def _atomic_bytes(path: str | Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def write_scan(path: str | Path, points: np.ndarray) -> None:
+def write_scan(path: str | Path, points: np.ndarray, *, overwrite: bool = False) -> None:
     """Write float32 (N, 4) x, y, z, remission as a ``.bin`` scan."""
     points = np.asarray(points, dtype=np.float32)
     if points.ndim != 2 or points.shape[1] != 4:
         raise ValueError(f"points must be (N, 4), got {points.shape}")
-    _atomic_bytes(path, points.tobytes())
+    write_bytes(path, points.tobytes(), overwrite=overwrite)
 
 
-def write_label(path: str | Path, semantic: np.ndarray, instance: np.ndarray | None = None) -> None:
+def write_label(
+    path: str | Path,
+    semantic: np.ndarray,
+    instance: np.ndarray | None = None,
+    *,
+    overwrite: bool = False,
+) -> None:
     """Write raw semantic ids (and instance ids) as a ``.label`` file."""
     semantic = np.asarray(semantic, dtype=np.uint32)
     inst = np.zeros_like(semantic) if instance is None else np.asarray(instance, dtype=np.uint32)
     if semantic.max(initial=0) > 0xFFFF or inst.max(initial=0) > 0xFFFF:
         raise ValueError("semantic and instance ids must fit in 16 bits")
-    _atomic_bytes(path, ((inst << 16) | semantic).astype(np.uint32).tobytes())
+    write_bytes(path, ((inst << 16) | semantic).astype(np.uint32).tobytes(), overwrite=overwrite)
 
 
-def write_predictions(path: str | Path, classes: np.ndarray) -> None:
+def write_predictions(path: str | Path, classes: np.ndarray, *, overwrite: bool = False) -> None:
     """Write predicted class indices 0..18 as a benchmark ``.label`` file of raw ids."""
-    write_label(path, class_to_raw(classes))
+    write_label(path, class_to_raw(classes), overwrite=overwrite)
 
 
 def _matrix_lines(entries: list[tuple[str, np.ndarray]]) -> bytes:
@@ -151,19 +150,22 @@ def _matrix_lines(entries: list[tuple[str, np.ndarray]]) -> bytes:
     ).encode()
 
 
-def write_calib(path: str | Path, calib: dict[str, np.ndarray]) -> None:
+def write_calib(
+    path: str | Path, calib: dict[str, np.ndarray], *, overwrite: bool = False
+) -> None:
     """Write "P0".."P3" and "Tr" (3, 4) matrices as ``calib.txt``."""
-    _atomic_bytes(path, _matrix_lines([(f"{k}: ", m) for k, m in calib.items()]))
+    lines = _matrix_lines([(f"{k}: ", m) for k, m in calib.items()])
+    write_bytes(path, lines, overwrite=overwrite)
 
 
-def write_poses(path: str | Path, poses: np.ndarray) -> None:
+def write_poses(path: str | Path, poses: np.ndarray, *, overwrite: bool = False) -> None:
     """Write cam0 poses (F, 4, 4) as ``poses.txt``."""
-    _atomic_bytes(path, _matrix_lines([("", pose) for pose in poses]))
+    write_bytes(path, _matrix_lines([("", pose) for pose in poses]), overwrite=overwrite)
 
 
-def write_times(path: str | Path, times: np.ndarray) -> None:
+def write_times(path: str | Path, times: np.ndarray, *, overwrite: bool = False) -> None:
     """Write timestamps (F,) in seconds as ``times.txt``."""
-    _atomic_bytes(path, "".join(f"{t:.6e}\n" for t in times).encode())
+    write_text(path, "".join(f"{t:.6e}\n" for t in times), overwrite=overwrite)
 
 
 def frame_ids(sequence_dir: str | Path) -> list[int]:

@@ -65,6 +65,20 @@ def map_ids(path: str | Path, raw: np.ndarray, lut: np.ndarray, *, what: str) ->
     return lut[raw]
 
 
+def map_sparse_ids(
+    path: str | Path, raw: np.ndarray, mapping: dict[int, int], *, what: str
+) -> np.ndarray:
+    """Map raw ids through a dict, for id spaces too wide for a dense lookup table."""
+    unique, inverse = np.unique(np.asarray(raw, dtype=np.int64), return_inverse=True)
+    targets = np.array([mapping.get(u, -2) for u in unique.tolist()], dtype=np.int64)
+    if (targets < -1).any():
+        unknown = unique[targets < -1]
+        shown = ", ".join(map(str, unknown[:10].tolist()))
+        count = int(np.isin(raw, unknown).sum())
+        raise DataFormatError(path, f"unknown {what} id(s): {shown} ({count} points)")
+    return targets[inverse.ravel()]
+
+
 def build_lut(mapping: dict[int, int], size: int | None = None) -> np.ndarray:
     """Dense int64 lookup table from a sparse id map; absent ids hold -2 (unknown)."""
     size = size if size is not None else max(mapping) + 1

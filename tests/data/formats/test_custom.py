@@ -95,7 +95,7 @@ def test_bad_user_files_give_clear_errors(tmp_path):
     spec = CloudSpec.from_dict({"classes": ["a"], "label_map": {1: 0},
                                 "fields": {"label": "cls", "feat": [], "color": None}})
     np.savez(tmp_path / "short.npz", coord=np.zeros((3, 3)), cls=np.ones(2))
-    with pytest.raises(DataFormatError, match="label count 2 != point count 3"):
+    with pytest.raises(DataFormatError, match=r"class \('cls'\) count 2 != point count 3"):
         read_cloud(tmp_path / "short.npz", spec)
     np.savez(tmp_path / "unknown.npz", coord=np.zeros((3, 3)), cls=np.array([1, 9, 1]))
     with pytest.raises(DataFormatError, match=r"unknown class \('cls'\) id\(s\): 9"):
@@ -114,3 +114,53 @@ def test_bad_user_files_give_clear_errors(tmp_path):
     (tmp_path / "evil.yaml").write_text("classes: !!python/object/apply:os.system ['true']\n")
     with pytest.raises(DataFormatError, match="cannot read YAML"):
         CloudSpec.from_yaml(tmp_path / "evil.yaml")
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"intensity": np.ones(6)}, r"feature \('intensity'\) count 6 != point count 3"),
+        ({"intensity": np.array([0.1, np.nan, 0.2])}, "feature values contain NaN or inf"),
+        ({"cls": np.array([1.0, 1.7, 1.0])}, "non-integer values"),
+        ({"cls": np.array([1.0, np.nan, 1.0])}, "non-integer values"),
+        ({"cls": np.array([1, 2**42, 1])}, r"unknown class \('cls'\) id\(s\): 4398046511104"),
+        ({"coord": np.zeros((3, 2))}, r"'coord' must be \(N, 3\)"),
+        ({"cls": None}, "class field 'cls' not in the file"),
+    ],
+)
+def test_npz_fields_are_checked_before_use(tmp_path, arrays, message):
+    spec = CloudSpec.from_dict({"classes": ["a"], "label_map": {1: 0},
+                                "fields": {"label": "cls", "feat": ["intensity"], "color": None}})
+    content = {"coord": np.zeros((3, 3)), "intensity": np.ones(3), "cls": np.ones(3), **arrays}
+    np.savez(tmp_path / "c.npz", **{k: v for k, v in content.items() if v is not None})
+    with pytest.raises(DataFormatError, match=message):
+        read_cloud(tmp_path / "c.npz", spec)
+
+
+def test_truncated_npz_and_intensity_scaled_by_storage_type(tmp_path):
+    spec = CloudSpec.from_dict({"classes": ["a"], "label_map": {1: 0},
+                                "fields": {"label": None, "feat": ["intensity"], "color": None}})
+    np.savez(tmp_path / "a.npz", coord=np.zeros((2, 3)), intensity=np.array([200, 300], np.uint16))
+    np.savez(tmp_path / "b.npz", coord=np.zeros((2, 3)), intensity=np.array([200, 9], np.uint16))
+    for name in ("a.npz", "b.npz"):  # the same stored value means the same feature in every tile
+        assert read_cloud(tmp_path / name, spec)["feat"][0, 0] == pytest.approx(200 / 65535)
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "a.npz").read_bytes()[:40])
+    with pytest.raises(DataFormatError, match="cannot read NPZ"):
+        read_cloud(tmp_path / "cut.npz", spec)
+
+
+def test_writers_refuse_to_replace_existing_files(tmp_path, shared_data):
+    write_ply(tmp_path / "a.ply", np.zeros((2, 3)), cls=np.ones(2, np.int32))
+    before = (tmp_path / "a.ply").read_bytes()
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        write_ply(tmp_path / "a.ply", np.ones((3, 3)))
+    assert (tmp_path / "a.ply").read_bytes() == before
+    write_ply(tmp_path / "a.ply", np.ones((3, 3)), overwrite=True)
+    assert (tmp_path / "a.ply").read_bytes() != before
+    source = shared_data / "las" / "simple.las"
+    write_las_classification(source, tmp_path / "p.laz", np.zeros(1065, np.int64))
+    with pytest.raises(FileExistsError):
+        write_las_classification(source, tmp_path / "p.laz", np.zeros(1065, np.int64))
+    assert (tmp_path / "p.laz").read_bytes()[:4] == b"LASF"
+    assert read_cloud(tmp_path / "p.laz")["label"].tolist() == [0] * 1065
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ply", "p.laz"]  # no temp files left

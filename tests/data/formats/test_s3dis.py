@@ -70,6 +70,7 @@ def test_corrupt_lines_are_repaired_or_dropped_and_reported(tmp_path, caplog):
         b"4.000 5.000 6.000 40 5\xff0 60\n"  # non-ASCII byte
         b"7.0 8.0\n"  # too few numbers
         b"9.000 9.000 9.000 90 90 90\n"
+        b"1,5 2,5 3,5 1 2 3\n"  # printable junk is not stripped into other numbers
     )
     with caplog.at_level(logging.WARNING, logger="pcseg.data.formats.s3dis"):
         sample, reports = s3dis.read_room_with_report(ann.parent)
@@ -78,9 +79,20 @@ def test_corrupt_lines_are_repaired_or_dropped_and_reported(tmp_path, caplog):
     )
     np.testing.assert_allclose(sample["color"][1:3] * 255, [[11, 21, 31], [40, 50, 60]], atol=1e-4)
     (report,) = reports
-    assert (report.path, report.repaired, report.dropped) == (path, 2, 2)
-    assert report.repaired_lines == (2, 4) and report.dropped_lines == (3, 5)
-    assert "repaired 2" in caplog.text and "dropped 2" in caplog.text
+    assert (report.path, report.repaired, report.dropped) == (path, 2, 3)
+    assert report.repaired_lines == (2, 4) and report.dropped_lines == (3, 5, 7)
+    assert "repaired 2" in caplog.text and "dropped 3" in caplog.text
+
+
+def test_writer_never_replaces_an_existing_room_unless_asked(tmp_path):
+    coord, color, label, instance = _room_arrays(50)
+    room = s3dis.write_room(tmp_path / "Area_1" / "office_1", coord, color, label, instance)
+    before = sorted((p.name, p.read_bytes()) for p in (room / "Annotations").iterdir())
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        s3dis.write_room(room, coord[:10], color[:10], label[:10], instance[:10])
+    assert sorted((p.name, p.read_bytes()) for p in (room / "Annotations").iterdir()) == before
+    s3dis.write_room(room, coord[:10], color[:10], label[:10], instance[:10], overwrite=True)
+    assert len(s3dis.read_room(room)["coord"]) == 10
 
 
 def test_clean_files_take_the_vectorised_path(tmp_path, monkeypatch):

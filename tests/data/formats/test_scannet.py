@@ -180,6 +180,12 @@ def test_axis_alignment_applies_the_matrix(tmp_path):
     np.testing.assert_array_equal(raw["coord"], coord)
     expected = [[10, -1, 0.5], [8, -2, 1.0], [9, -1, 1.5]]  # (x, y, z) -> (10 - y, x - 2, z + .5)
     np.testing.assert_allclose(aligned["coord"], expected, atol=1e-5)
+    # Predictions share the alignment file's name: they must never replace it.
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        scannet.write_predictions(scene_dir / f"{SCENE}.txt", np.zeros(3, np.int64))
+    np.testing.assert_allclose(scannet.read_axis_alignment(scene_dir / f"{SCENE}.txt"), matrix)
+    with pytest.raises(FileExistsError):
+        scannet.write_scene(scene_dir, SCENE, coord, np.zeros((3, 3), int), None)
     (scene_dir / f"{SCENE}.txt").write_text("sceneType = Office\n")
     with pytest.raises(DataFormatError, match="no axisAlignment"):
         scannet.read_scene(scene_dir, align=True)
