@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,13 +30,24 @@ STAMP = ".pcseg-demo.json"
 
 
 def ensure_dataset(root: Path, settings: dict, write: Callable[[Path], object]) -> None:
-    """(Re)write a synthetic dataset unless ``root`` already holds one made with ``settings``."""
+    """(Re)write a synthetic dataset unless ``root`` already holds one made with ``settings``.
+
+    The dataset is written to ``<root>.partial`` and renamed when complete, so an interrupted
+    run leaves nothing half-written under ``root``; only folders the demo made are replaced.
+    """
     stamp = root / STAMP
     if stamp.is_file() and json.loads(stamp.read_text()) == settings:
         print(f"{root}: up to date")
         return
-    write(root)
-    stamp.write_text(json.dumps(settings))
+    if root.exists() and not stamp.is_file():
+        raise SystemExit(f"{root} exists but was not written by the demo; refusing to replace it")
+    partial = root.with_name(root.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    write(partial)
+    (partial / STAMP).write_text(json.dumps(settings))
+    if root.exists():
+        shutil.rmtree(root)
+    partial.rename(root)
 
 
 def kitti_samples(root: Path) -> Iterator[Sample]:

@@ -10,9 +10,9 @@ from pathlib import Path
 DEMO = Path(__file__).resolve().parents[2] / "tools" / "demo.py"
 
 
-def run_demo(out: Path) -> str:
+def run_demo(out: Path, frames: int = 1) -> str:
     result = subprocess.run(
-        [sys.executable, str(DEMO), "--out", str(out), "--frames", "1"],
+        [sys.executable, str(DEMO), "--out", str(out), "--frames", str(frames)],
         capture_output=True, text=True, timeout=300, check=True,
     )
     return result.stdout
@@ -32,3 +32,11 @@ def test_demo_writes_reads_back_and_reuses_datasets(tmp_path):
     assert (tmp_path / "data/semantickitti/sequences/01/velodyne/000000.bin").is_file()
     assert "up to date" not in first
     assert run_demo(tmp_path).count("up to date") == 3
+    # Other settings rewrite the dataset from scratch: no frames of the earlier run remain.
+    assert run_demo(tmp_path, frames=2).count("up to date") == 2
+    summaries = {s["dataset"]: s for s in json.loads((tmp_path / "summary.json").read_text())}
+    assert summaries["SemanticKITTI (synthetic)"]["scans"] == 4
+    (tmp_path / "data" / "scannet" / ".pcseg-demo.json").unlink()
+    failed = subprocess.run([sys.executable, str(DEMO), "--out", str(tmp_path), "--frames", "2"],
+                            capture_output=True, text=True, timeout=300)
+    assert failed.returncode != 0 and "not written by the demo" in failed.stderr

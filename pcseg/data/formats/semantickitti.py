@@ -35,6 +35,8 @@ def read_scan(path: str | Path) -> np.ndarray:
     """Read a ``.bin`` scan as float32 (N, 4): x, y, z, remission."""
     points = read_records(path, np.float32, 4)
     check_coords(path, points[:, :3])
+    if not np.isfinite(points[:, 3]).all():
+        raise DataFormatError(path, "remission contains NaN or inf")
     return points
 
 
@@ -103,7 +105,11 @@ def read_poses(path: str | Path, tr_velo_to_cam: np.ndarray) -> np.ndarray:
     cam = np.tile(np.eye(4), (len(rows), 1, 1))
     cam[:, :3, :] = np.asarray(rows).reshape(-1, 3, 4)
     tr = homogeneous(tr_velo_to_cam) if tr_velo_to_cam.shape == (3, 4) else tr_velo_to_cam
-    return np.linalg.inv(tr) @ cam @ tr
+    try:
+        tr_inv = np.linalg.inv(tr)
+    except np.linalg.LinAlgError as error:
+        raise DataFormatError(path, "the calibration's Tr is singular") from error
+    return tr_inv @ cam @ tr
 
 
 def read_times(path: str | Path) -> np.ndarray:
@@ -112,6 +118,8 @@ def read_times(path: str | Path) -> np.ndarray:
         times = np.loadtxt(path, dtype=np.float64, ndmin=1)
     except (OSError, ValueError) as error:
         raise DataFormatError(path, f"cannot read timestamps: {error}") from error
+    if times.ndim != 1 or not np.isfinite(times).all():
+        raise DataFormatError(path, "expected one finite timestamp per line")
     return times
 
 

@@ -127,6 +127,9 @@ def test_scribbles_directory_is_read_like_labels(tmp_path):
         ("unknown_id", "unknown SemanticKITTI label id"),
         ("calib", "line 2: expected 'KEY: 12 numbers'"),
         ("poses", "line 1: expected 12 numbers"),
+        ("remission", "remission contains NaN or inf"),
+        ("singular_tr", "Tr is singular"),
+        ("times", "one finite timestamp per line"),
     ],
 )
 def test_bad_input_names_the_file_and_the_problem(tmp_path, case, message):
@@ -144,6 +147,8 @@ def test_bad_input_names_the_file_and_the_problem(tmp_path, case, message):
         points = np.zeros((0, 4), np.float32)
     elif case == "unknown_id":
         labels[1], bad_file = 41, seq / "labels" / "000000.label"
+    elif case == "remission":
+        points[3, 3] = np.inf
     (seq / "velodyne").mkdir(parents=True)
     points.astype(np.float32).tofile(seq / "velodyne" / "000000.bin")
     sk.write_label(seq / "labels" / "000000.label", labels)
@@ -155,6 +160,14 @@ def test_bad_input_names_the_file_and_the_problem(tmp_path, case, message):
         bad_file = seq / "poses.txt"
         bad_file.write_text("1 0 0 0 0 1 0 0 0 0 1 x\n")
         call = lambda: sk.read_poses(bad_file, np.eye(4))  # noqa: E731
+    elif case == "singular_tr":
+        bad_file = seq / "poses.txt"
+        bad_file.write_text("1 0 0 0 0 1 0 0 0 0 1 0\n")
+        call = lambda: sk.read_poses(bad_file, np.zeros((3, 4)))  # noqa: E731
+    elif case == "times":
+        bad_file = seq / "times.txt"
+        bad_file.write_text("0.0\nnan\n")
+        call = lambda: sk.read_times(bad_file)  # noqa: E731
     else:
         call = lambda: sk.read_frame(seq, 0)  # noqa: E731
     with pytest.raises(DataFormatError, match=message) as error:
