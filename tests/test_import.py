@@ -20,7 +20,10 @@ def test_import_prints_nothing_and_touches_no_cuda():
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run(
         [sys.executable, "-W", "error", "-c", SCRIPT],
-        capture_output=True, text=True, env=env, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "" and result.stderr == ""

@@ -63,8 +63,15 @@ def bench_voxelize(name: str, coord: np.ndarray, voxel_size: float, repeats: int
     if open3d_fn is not None:
         methods["open3d_voxel_down_sample"] = open3d_fn
     times = {method: median_ms(fn, repeats) for method, fn in methods.items()}
-    return _with_ratios({"case": name, "points": len(points), "voxel_size": voxel_size,
-                         "voxels": len(voxelize(points, voxel_size).counts), "median_ms": times})
+    return _with_ratios(
+        {
+            "case": name,
+            "points": len(points),
+            "voxel_size": voxel_size,
+            "voxels": len(voxelize(points, voxel_size).counts),
+            "median_ms": times,
+        }
+    )
 
 
 def _scatter_mean() -> Callable | None:
@@ -92,9 +99,16 @@ def bench_segment_mean(name: str, coord: np.ndarray, channels: int, repeats: int
     times = {method: median_ms(fn, repeats) for method, fn in methods.items()}
     # Reading N x C features once and writing V x C means, in float32: the bandwidth floor.
     megabytes = (len(points) + len(vox.counts)) * channels * 4 / 1e6
-    return _with_ratios({"case": name, "points": len(points), "channels": channels,
-                         "voxels": len(vox.counts), "bytes_moved_mb": megabytes,
-                         "median_ms": times})
+    return _with_ratios(
+        {
+            "case": name,
+            "points": len(points),
+            "channels": channels,
+            "voxels": len(vox.counts),
+            "bytes_moved_mb": megabytes,
+            "median_ms": times,
+        }
+    )
 
 
 def _with_ratios(result: dict) -> dict:
@@ -142,8 +156,12 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path(__file__).parents[1] / "../shared/data")
     args = parser.parse_args()
     report = {
-        "machine": {"platform": platform.platform(), "cpu_threads": torch.get_num_threads(),
-                    "torch": torch.__version__, "extension": extension_available()},
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "extension": extension_available(),
+        },
         "results": cases(args.data, args.repeats),
     }
     for result in report["results"]:

@@ -68,8 +68,9 @@ def scannet_samples(root: Path) -> Iterator[Sample]:
             yield scannet.read_scene(scene, align=True)
 
 
-def summarise(name: str, samples: Iterator[Sample], class_names: tuple[str, ...],
-              voxel_size: float) -> dict:
+def summarise(
+    name: str, samples: Iterator[Sample], class_names: tuple[str, ...], voxel_size: float
+) -> dict:
     """Read every sample, voxelise it and count points per class."""
     per_class = np.zeros(len(class_names), dtype=np.int64)
     scans = points = voxels = ignored = 0
@@ -80,16 +81,24 @@ def summarise(name: str, samples: Iterator[Sample], class_names: tuple[str, ...]
         voxels += len(voxelize(torch.from_numpy(sample["coord"]), voxel_size).counts)
         scans += 1
         points += len(label)
-    return {"dataset": name, "scans": scans, "points": points, "voxels": voxels,
-            "voxel_size": voxel_size, "ignored": ignored,
-            "classes": dict(zip(class_names, per_class.tolist(), strict=True))}
+    return {
+        "dataset": name,
+        "scans": scans,
+        "points": points,
+        "voxels": voxels,
+        "voxel_size": voxel_size,
+        "ignored": ignored,
+        "classes": dict(zip(class_names, per_class.tolist(), strict=True)),
+    }
 
 
 def print_summary(summary: dict) -> None:
     present = sum(count > 0 for count in summary["classes"].values())
-    print(f"\n{summary['dataset']}: {summary['scans']} scans, {summary['points']:,} points, "
-          f"{summary['voxels']:,} voxels at {summary['voxel_size']} m, "
-          f"{present}/{len(summary['classes'])} classes present")
+    print(
+        f"\n{summary['dataset']}: {summary['scans']} scans, {summary['points']:,} points, "
+        f"{summary['voxels']:,} voxels at {summary['voxel_size']} m, "
+        f"{present}/{len(summary['classes'])} classes present"
+    )
     total = max(summary["points"], 1)
     for name, count in summary["classes"].items():
         print(f"  {name:<18} {count:>10,}  {100 * count / total:6.2f} %")
@@ -103,27 +112,61 @@ def main() -> None:
     args = parser.parse_args()
     data = args.out / "data"
 
-    kitti_settings = {"frames": args.frames, "seed": args.seed, "sequences": ["00", "01"],
-                      "azimuth_steps": 1024}
-    ensure_dataset(data / "semantickitti", kitti_settings, lambda root: write_outdoor_sequences(
-        root, sequences=("00", "01"), frames=args.frames, azimuth_steps=1024, seed=args.seed,
-        progress=True))
+    kitti_settings = {
+        "frames": args.frames,
+        "seed": args.seed,
+        "sequences": ["00", "01"],
+        "azimuth_steps": 1024,
+    }
+    ensure_dataset(
+        data / "semantickitti",
+        kitti_settings,
+        lambda root: write_outdoor_sequences(
+            root,
+            sequences=("00", "01"),
+            frames=args.frames,
+            azimuth_steps=1024,
+            seed=args.seed,
+            progress=True,
+        ),
+    )
 
-    s3dis_settings = {"seed": args.seed, "num_areas": 6, "rooms_per_area": 2,
-                      "points_per_room": 40_000}
-    ensure_dataset(data / "s3dis", s3dis_settings, lambda root: write_indoor_s3dis(
-        root, num_areas=6, rooms_per_area=2, points_per_room=40_000, seed=args.seed))
+    s3dis_settings = {
+        "seed": args.seed,
+        "num_areas": 6,
+        "rooms_per_area": 2,
+        "points_per_room": 40_000,
+    }
+    ensure_dataset(
+        data / "s3dis",
+        s3dis_settings,
+        lambda root: write_indoor_s3dis(
+            root, num_areas=6, rooms_per_area=2, points_per_room=40_000, seed=args.seed
+        ),
+    )
     scannet_settings = {"seed": args.seed, "num_scenes": 8, "points_per_scene": 40_000}
-    ensure_dataset(data / "scannet", scannet_settings, lambda root: write_indoor_scannet(
-        root, num_scenes=8, points_per_scene=40_000, seed=args.seed))
+    ensure_dataset(
+        data / "scannet",
+        scannet_settings,
+        lambda root: write_indoor_scannet(
+            root, num_scenes=8, points_per_scene=40_000, seed=args.seed
+        ),
+    )
 
     summaries = [
-        summarise("SemanticKITTI (synthetic)", kitti_samples(data / "semantickitti"),
-                  kitti_meta.CLASS_NAMES, 0.05),
-        summarise("S3DIS (synthetic)", s3dis_samples(data / "s3dis"), s3dis_meta.CLASS_NAMES,
-                  0.05),
-        summarise("ScanNet v2 (synthetic)", scannet_samples(data / "scannet"),
-                  scannet_meta.CLASS_NAMES, 0.02),
+        summarise(
+            "SemanticKITTI (synthetic)",
+            kitti_samples(data / "semantickitti"),
+            kitti_meta.CLASS_NAMES,
+            0.05,
+        ),
+        summarise("S3DIS (synthetic)", s3dis_samples(data / "s3dis"), s3dis_meta.CLASS_NAMES, 0.05),
+        summarise(
+            "ScanNet v2 (synthetic)",
+            scannet_samples(data / "scannet"),
+            scannet_meta.CLASS_NAMES,
+            0.02,
+        ),
     ]
     for summary in summaries:
         print_summary(summary)

@@ -117,8 +117,12 @@ def _voxel_space(coord: Tensor, mode: str) -> Tensor:
 
 
 def _check_args(
-    coord: Tensor, voxel_size: float | Sequence[float], batch: Tensor | None,
-    feat: Tensor | None, reduce: str, origin: Sequence[float] | None,
+    coord: Tensor,
+    voxel_size: float | Sequence[float],
+    batch: Tensor | None,
+    feat: Tensor | None,
+    reduce: str,
+    origin: Sequence[float] | None,
 ) -> list[float]:
     """Validate :func:`voxelize` arguments once, for kernels and references alike."""
     if coord.ndim != 2 or coord.shape[1] != 3 or not coord.is_floating_point():
@@ -127,8 +131,9 @@ def _check_args(
     if not all(math.isfinite(v) and v > 0 for v in sizes):
         raise ValueError(f"voxelize: voxel sizes must be finite and positive, got {sizes}")
     if batch is not None and (batch.shape != (len(coord),) or batch.dtype != torch.long):
-        raise ValueError(f"voxelize: batch must be int64 ({len(coord)},), got "
-                         f"{batch.dtype} {tuple(batch.shape)}")
+        raise ValueError(
+            f"voxelize: batch must be int64 ({len(coord)},), got {batch.dtype} {tuple(batch.shape)}"
+        )
     if feat is not None and (feat.ndim != 2 or len(feat) != len(coord)):
         raise ValueError(f"voxelize: feat must be ({len(coord)}, C), got {tuple(feat.shape)}")
     if reduce not in ("mean", "representative"):
@@ -183,8 +188,14 @@ def voxelize(
         else:
             voxel_feat = feat[representative]
     return Voxelization(
-        coords, inverse, counts, order, representative, voxel_feat,
-        start, torch.tensor(sizes, dtype=torch.float64),
+        coords,
+        inverse,
+        counts,
+        order,
+        representative,
+        voxel_feat,
+        start,
+        torch.tensor(sizes, dtype=torch.float64),
     )
 
 

@@ -21,7 +21,7 @@ DEVICES = [
 
 def random_cloud(n: int, batches: int, seed: int, dtype=torch.float32, device="cpu"):
     gen = torch.Generator().manual_seed(seed)
-    coord = (torch.rand(n, 3, generator=gen, dtype=torch.float64) * torch.tensor([20, 20, 3]) - 5)
+    coord = torch.rand(n, 3, generator=gen, dtype=torch.float64) * torch.tensor([20, 20, 3]) - 5
     batch = torch.randint(0, batches, (n,), generator=gen)
     return coord.to(dtype).to(device), batch.to(device)
 
@@ -41,8 +41,11 @@ def test_voxelize_kernel_matches_reference_on_random_clouds(device, dtype, seed)
     coord, batch = random_cloud(5000, batches=3, seed=seed, dtype=dtype, device=device)
     size = [0.3, 0.25, 0.1]
     for origin in ([], coord.amin(0).double().tolist()):  # anchored at 0, and explicit
-        for got, want in zip(kernel(coord, batch, size, origin),
-                             voxelize_reference(coord, batch, size, origin), strict=True):
+        for got, want in zip(
+            kernel(coord, batch, size, origin),
+            voxelize_reference(coord, batch, size, origin),
+            strict=True,
+        ):
             assert torch.equal(got, want)
 
 
@@ -76,8 +79,12 @@ def test_voxelize_invariants(device):
     expected = torch.cat([batch[:, None], grid], 1).int()
     assert torch.equal(vox.coords[vox.inverse], expected)
     assert torch.equal(vox.inverse[vox.representative], torch.arange(len(keys), device=device))
-    means = torch.zeros(len(keys), 3, dtype=torch.float64, device=device).index_add_(
-        0, vox.inverse, coord.double()) / vox.counts[:, None]
+    means = (
+        torch.zeros(len(keys), 3, dtype=torch.float64, device=device).index_add_(
+            0, vox.inverse, coord.double()
+        )
+        / vox.counts[:, None]
+    )
     torch.testing.assert_close(vox.feat.double(), means, rtol=1e-6, atol=1e-6)
 
 
@@ -133,11 +140,19 @@ def test_voxelize_edge_cases(device, monkeypatch):
     with pytest.raises(ValueError, match="NaN"):
         voxelize(torch.tensor([[0.0, float("nan"), 0.0]], device=device), 0.1)
     with pytest.raises(RuntimeError, match="NaN or inf"):  # also with an explicit origin
-        kernel(torch.tensor([[0.0, float("inf"), 0.0]], device=device),
-               torch.zeros(1, dtype=torch.long, device=device), [0.1] * 3, [0.0] * 3)
+        kernel(
+            torch.tensor([[0.0, float("inf"), 0.0]], device=device),
+            torch.zeros(1, dtype=torch.long, device=device),
+            [0.1] * 3,
+            [0.0] * 3,
+        )
     with pytest.raises(RuntimeError, match="below the grid origin"):
-        kernel(torch.zeros(2, 3, device=device), torch.zeros(2, dtype=torch.long, device=device),
-               [0.1] * 3, [1.0] * 3)
+        kernel(
+            torch.zeros(2, 3, device=device),
+            torch.zeros(2, dtype=torch.long, device=device),
+            [0.1] * 3,
+            [1.0] * 3,
+        )
     far = torch.tensor([[0.0, 0.0, 0.0], [3e9, 0.0, 0.0]], device=device)
     with pytest.raises(RuntimeError, match="exceeds int32"):
         voxelize(far, 1.0)
@@ -145,11 +160,19 @@ def test_voxelize_edge_cases(device, monkeypatch):
         patch.setenv("PCSEG_FORCE_REFERENCE", "1")
         voxelize(far, 1.0)
     with pytest.raises(RuntimeError, match="exceeds int32"):  # no undefined cast to int
-        kernel(torch.tensor([[1e20, 0.0, 0.0]], device=device),
-               torch.zeros(1, dtype=torch.long, device=device), [0.1] * 3, [])
+        kernel(
+            torch.tensor([[1e20, 0.0, 0.0]], device=device),
+            torch.zeros(1, dtype=torch.long, device=device),
+            [0.1] * 3,
+            [],
+        )
     with pytest.raises(RuntimeError, match="positive"):
-        kernel(torch.zeros(2, 3, device=device), torch.zeros(2, dtype=torch.long, device=device),
-               [0.0] * 3, [0.0] * 3)
+        kernel(
+            torch.zeros(2, 3, device=device),
+            torch.zeros(2, dtype=torch.long, device=device),
+            [0.0] * 3,
+            [0.0] * 3,
+        )
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -173,8 +196,11 @@ def test_segment_mean_kernel_matches_reference_values_and_gradients(device):
 @pytest.mark.parametrize("device", DEVICES)
 def test_segment_mean_rejects_offset_tables_that_would_index_out_of_bounds(device):
     feat, order = torch.rand(4, 2, device=device), torch.arange(4, device=device)
-    for offsets, message in [([0, 2, 4_000_000], "end at N"), ([1, 4], "start at 0"),
-                             ([0, 3, 2, 4], "non-decreasing")]:
+    for offsets, message in [
+        ([0, 2, 4_000_000], "end at N"),
+        ([1, 4], "start at 0"),
+        ([0, 3, 2, 4], "non-decreasing"),
+    ]:
         with pytest.raises(RuntimeError, match=message):
             torch.ops.pcseg.segment_mean(feat, order, torch.tensor(offsets, device=device))
     with pytest.raises(RuntimeError, match=r"outside 0\.\.N-1"):

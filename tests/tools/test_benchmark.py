@@ -21,8 +21,12 @@ def test_voxelize_benchmark_reports_all_methods_and_ratios():
     tool = load_tool()
     cloud = np.random.default_rng(0).uniform(0, 10, (5000, 3))
     result = tool.bench_voxelize("small", cloud, 0.5, repeats=2)
-    assert set(result["median_ms"]) == {"reference", "kernel", "voxelize_mean",
-                                         "open3d_voxel_down_sample"}
+    assert set(result["median_ms"]) == {
+        "reference",
+        "kernel",
+        "voxelize_mean",
+        "open3d_voxel_down_sample",
+    }
     assert all(t > 0 for t in result["median_ms"].values())
     ratios = result["speedup_kernel_vs"]
     assert ratios["reference"] == result["median_ms"]["reference"] / result["median_ms"]["kernel"]

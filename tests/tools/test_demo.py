@@ -13,7 +13,10 @@ DEMO = Path(__file__).resolve().parents[2] / "tools" / "demo.py"
 def run_demo(out: Path, frames: int = 1) -> str:
     result = subprocess.run(
         [sys.executable, str(DEMO), "--out", str(out), "--frames", str(frames)],
-        capture_output=True, text=True, timeout=300, check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
     )
     return result.stdout
 
@@ -37,6 +40,10 @@ def test_demo_writes_reads_back_and_reuses_datasets(tmp_path):
     summaries = {s["dataset"]: s for s in json.loads((tmp_path / "summary.json").read_text())}
     assert summaries["SemanticKITTI (synthetic)"]["scans"] == 4
     (tmp_path / "data" / "scannet" / ".pcseg-demo.json").unlink()
-    failed = subprocess.run([sys.executable, str(DEMO), "--out", str(tmp_path), "--frames", "2"],
-                            capture_output=True, text=True, timeout=300)
+    failed = subprocess.run(
+        [sys.executable, str(DEMO), "--out", str(tmp_path), "--frames", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert failed.returncode != 0 and "not written by the demo" in failed.stderr

@@ -86,8 +86,9 @@ class CloudSpec:
         if bad:
             raise DataFormatError(source, f"label_map targets outside 0..{len(classes) - 1}: {bad}")
         spec_fields = data.get("fields") or {}
-        _reject_unknown(source, spec_fields, {"coord", "label", "feat", "color", "instance"},
-                        "'fields'")
+        _reject_unknown(
+            source, spec_fields, {"coord", "label", "feat", "color", "instance"}, "'fields'"
+        )
         kwargs = {
             key: (tuple(value) if isinstance(value, list) else value)
             for key, value in spec_fields.items()
@@ -165,8 +166,13 @@ def _npy_columns(path: Path) -> Callable[[FieldRef], np.ndarray | None]:
     return column
 
 
-_LOADERS = {".las": _las_columns, ".laz": _las_columns, ".ply": _ply_columns,
-            ".npz": _npz_columns, ".npy": _npy_columns}
+_LOADERS = {
+    ".las": _las_columns,
+    ".laz": _las_columns,
+    ".ply": _ply_columns,
+    ".npz": _npz_columns,
+    ".npy": _npy_columns,
+}
 
 
 def _column(path: Path, column, ref: FieldRef, what: str, count: int | None) -> np.ndarray:
@@ -235,7 +241,10 @@ def read_cloud(path: str | Path, spec: CloudSpec | None = None) -> Sample:
     if spec.instance is not None:
         instance = _column(path, column, spec.instance, "instance", n).astype(np.int64)
     return make_sample(
-        coord=xyz - offset, feat=feat, label=label, scene_id=path.stem,
+        coord=xyz - offset,
+        feat=feat,
+        label=label,
+        scene_id=path.stem,
         coord_offset=offset,
         color=None if color is None else color.astype(np.float32),
         remission=feat[:, 0].astype(np.float32) if feat.shape[1] else None,

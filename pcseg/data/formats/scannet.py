@@ -273,18 +273,14 @@ def read_split(root: str | Path, split: str, *, split_file: str | Path | None = 
     return read_path_list(split_file, base, what="scene")
 
 
-def write_split(
-    root: str | Path, split: str, names: list[str], *, overwrite: bool = False
-) -> Path:
+def write_split(root: str | Path, split: str, names: list[str], *, overwrite: bool = False) -> Path:
     """Write ``root/scannetv2_<split>.txt``, one scene name per line."""
     path = Path(root) / f"scannetv2_{split}.txt"
     write_text(path, "".join(f"{name}\n" for name in names), overwrite=overwrite)
     return path
 
 
-def write_label_table(
-    path: str | Path, table: dict[str, int], *, overwrite: bool = False
-) -> Path:
+def write_label_table(path: str | Path, table: dict[str, int], *, overwrite: bool = False) -> Path:
     """Write a minimal ``scannetv2-labels.combined.tsv`` (raw_category -> nyu40id)."""
     path = Path(path)
     rows = [f"{i}\t{name}\t{name}\t{nyu}\t{meta.NYU40_NAMES[nyu]}\n" for i, (name, nyu) in
@@ -319,8 +315,13 @@ def _write_ply(
 
 
 def _write_aggregation(
-    files: dict[str, Path], scene_id: str, coord: np.ndarray, nyu40: np.ndarray, inst: np.ndarray,
-    *, overwrite: bool,
+    files: dict[str, Path],
+    scene_id: str,
+    coord: np.ndarray,
+    nyu40: np.ndarray,
+    inst: np.ndarray,
+    *,
+    overwrite: bool,
 ) -> None:
     # Over-segments: each object (and the unassigned rest) cut into 1 m cells, so segments are
     # finer than objects, as in the real over-segmentation.

@@ -158,9 +158,7 @@ def _matrix_lines(entries: list[tuple[str, np.ndarray]]) -> bytes:
     ).encode()
 
 
-def write_calib(
-    path: str | Path, calib: dict[str, np.ndarray], *, overwrite: bool = False
-) -> None:
+def write_calib(path: str | Path, calib: dict[str, np.ndarray], *, overwrite: bool = False) -> None:
     """Write "P0".."P3" and "Tr" (3, 4) matrices as ``calib.txt``."""
     lines = _matrix_lines([(f"{k}: ", m) for k, m in calib.items()])
     write_bytes(path, lines, overwrite=overwrite)
@@ -214,9 +212,13 @@ def read_frame(
         pose = poses[frame_id]
     remission = np.ascontiguousarray(points[:, 3])
     return make_sample(
-        coord=points[:, :3], feat=remission[:, None], label=label,
+        coord=points[:, :3],
+        feat=remission[:, None],
+        label=label,
         scene_id=f"{sequence_dir.name}/{name}",
-        remission=remission, instance=instance, frame_pose=pose,
+        remission=remission,
+        instance=instance,
+        frame_pose=pose,
     )
 
 

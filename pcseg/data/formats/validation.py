@@ -95,8 +95,11 @@ def resolve_inside(root: str | Path, relative: str) -> Path:
     """Resolve a path read from a split or manifest file, refusing anything outside ``root``."""
     root = Path(root).resolve()
     if not _SAFE_NAME.match(relative) or relative.startswith("/") or ".." in relative.split("/"):
-        raise DataFormatError(root, f"refusing path {relative!r}: it must be relative, inside "
-                                    "the data root, and use only [A-Za-z0-9_./-]")
+        raise DataFormatError(
+            root,
+            f"refusing path {relative!r}: it must be relative, inside "
+            "the data root, and use only [A-Za-z0-9_./-]",
+        )
     resolved = (root / relative).resolve()
     if not resolved.is_relative_to(root):
         raise DataFormatError(root, f"refusing path {relative!r}: it resolves outside the root")

@@ -8,11 +8,25 @@ are reserved and 64-255 user-defined: a dataset YAML must map them explicitly.
 from __future__ import annotations
 
 CODE_NAMES: dict[int, str] = {
-    0: "never-classified", 1: "unclassified", 2: "ground", 3: "low-vegetation",
-    4: "medium-vegetation", 5: "high-vegetation", 6: "building", 7: "low-noise",
-    8: "model-key-point", 9: "water", 10: "rail", 11: "road-surface", 12: "overlap",
-    13: "wire-guard", 14: "wire-conductor", 15: "transmission-tower", 16: "wire-connector",
-    17: "bridge-deck", 18: "high-noise",
+    0: "never-classified",
+    1: "unclassified",
+    2: "ground",
+    3: "low-vegetation",
+    4: "medium-vegetation",
+    5: "high-vegetation",
+    6: "building",
+    7: "low-noise",
+    8: "model-key-point",
+    9: "water",
+    10: "rail",
+    11: "road-surface",
+    12: "overlap",
+    13: "wire-guard",
+    14: "wire-conductor",
+    15: "transmission-tower",
+    16: "wire-connector",
+    17: "bridge-deck",
+    18: "high-noise",
 }
 
 IGNORED_CODES: frozenset[int] = frozenset({0, 1, 7, 8, 12, 18})
@@ -27,9 +41,19 @@ LABEL_MAP: dict[int, int] = {
 }
 
 PALETTE: tuple[tuple[int, int, int], ...] = (
-    (160, 120, 80), (170, 230, 120), (80, 200, 60), (20, 120, 20), (230, 70, 60),
-    (60, 120, 230), (120, 120, 120), (90, 90, 90), (250, 220, 40), (250, 160, 40),
-    (200, 60, 200), (140, 40, 140), (240, 240, 240),
+    (160, 120, 80),
+    (170, 230, 120),
+    (80, 200, 60),
+    (20, 120, 20),
+    (230, 70, 60),
+    (60, 120, 230),
+    (120, 120, 120),
+    (90, 90, 90),
+    (250, 220, 40),
+    (250, 160, 40),
+    (200, 60, 200),
+    (140, 40, 140),
+    (240, 240, 240),
 )
 
 NUM_CLASSES = len(CLASS_NAMES)

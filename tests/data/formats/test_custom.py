@@ -63,8 +63,15 @@ def test_ply_with_yaml_spec_round_trip(tmp_path):
     coord = rng.uniform(0, 10, (200, 3)).astype(np.float32)
     raw = rng.choice([0, 1, 2, 5, 6], 200).astype(np.int32)
     colour = rng.integers(0, 256, (200, 3)).astype(np.uint8)
-    write_ply(tmp_path / "scan.ply", coord, cls=raw, intensity=rng.random(200).astype(np.float32),
-              red=colour[:, 0], green=colour[:, 1], blue=colour[:, 2])
+    write_ply(
+        tmp_path / "scan.ply",
+        coord,
+        cls=raw,
+        intensity=rng.random(200).astype(np.float32),
+        red=colour[:, 0],
+        green=colour[:, 1],
+        blue=colour[:, 2],
+    )
     (tmp_path / "spec.yaml").write_text(SPEC_YAML)
     sample = read_cloud(tmp_path / "scan.ply", CloudSpec.from_yaml(tmp_path / "spec.yaml"))
     expected = np.select([raw == 2, raw == 5, raw == 6], [0, 1, 2], -1)
@@ -78,22 +85,36 @@ def test_ply_with_yaml_spec_round_trip(tmp_path):
 def test_npy_columns_and_npz_arrays(tmp_path):
     table = np.array([[0, 0, 0, 0.5, 3], [1, 2, 3, 0.2, 4], [2, 2, 2, 0.9, 3]], dtype=np.float64)
     np.save(tmp_path / "cloud.npy", table)
-    spec = CloudSpec.from_dict({"classes": ["a", "b"], "label_map": {3: 0, 4: 1},
-                                "fields": {"coord": [0, 1, 2], "feat": [3], "label": 4,
-                                           "color": None}})
+    spec = CloudSpec.from_dict(
+        {
+            "classes": ["a", "b"],
+            "label_map": {3: 0, 4: 1},
+            "fields": {"coord": [0, 1, 2], "feat": [3], "label": 4, "color": None},
+        }
+    )
     sample = read_cloud(tmp_path / "cloud.npy", spec)
     assert sample["label"].tolist() == [0, 1, 0]
     np.testing.assert_allclose(sample["feat"][:, 0], [0.5, 0.2, 0.9])
 
     np.savez(tmp_path / "cloud.npz", coord=table[:, :3], intensity=table[:, 3], cls=table[:, 4])
-    spec_npz = CloudSpec.from_dict({"classes": ["a", "b"], "label_map": {3: 0, 4: 1},
-                                    "fields": {"label": "cls", "color": None}})
+    spec_npz = CloudSpec.from_dict(
+        {
+            "classes": ["a", "b"],
+            "label_map": {3: 0, 4: 1},
+            "fields": {"label": "cls", "color": None},
+        }
+    )
     assert read_cloud(tmp_path / "cloud.npz", spec_npz)["label"].tolist() == [0, 1, 0]
 
 
 def test_bad_user_files_give_clear_errors(tmp_path):
-    spec = CloudSpec.from_dict({"classes": ["a"], "label_map": {1: 0},
-                                "fields": {"label": "cls", "feat": [], "color": None}})
+    spec = CloudSpec.from_dict(
+        {
+            "classes": ["a"],
+            "label_map": {1: 0},
+            "fields": {"label": "cls", "feat": [], "color": None},
+        }
+    )
     np.savez(tmp_path / "short.npz", coord=np.zeros((3, 3)), cls=np.ones(2))
     with pytest.raises(DataFormatError, match=r"class \('cls'\) count 2 != point count 3"):
         read_cloud(tmp_path / "short.npz", spec)
@@ -129,8 +150,13 @@ def test_bad_user_files_give_clear_errors(tmp_path):
     ],
 )
 def test_npz_fields_are_checked_before_use(tmp_path, arrays, message):
-    spec = CloudSpec.from_dict({"classes": ["a"], "label_map": {1: 0},
-                                "fields": {"label": "cls", "feat": ["intensity"], "color": None}})
+    spec = CloudSpec.from_dict(
+        {
+            "classes": ["a"],
+            "label_map": {1: 0},
+            "fields": {"label": "cls", "feat": ["intensity"], "color": None},
+        }
+    )
     content = {"coord": np.zeros((3, 3)), "intensity": np.ones(3), "cls": np.ones(3), **arrays}
     np.savez(tmp_path / "c.npz", **{k: v for k, v in content.items() if v is not None})
     with pytest.raises(DataFormatError, match=message):
@@ -138,8 +164,13 @@ def test_npz_fields_are_checked_before_use(tmp_path, arrays, message):
 
 
 def test_truncated_npz_and_intensity_scaled_by_storage_type(tmp_path):
-    spec = CloudSpec.from_dict({"classes": ["a"], "label_map": {1: 0},
-                                "fields": {"label": None, "feat": ["intensity"], "color": None}})
+    spec = CloudSpec.from_dict(
+        {
+            "classes": ["a"],
+            "label_map": {1: 0},
+            "fields": {"label": None, "feat": ["intensity"], "color": None},
+        }
+    )
     np.savez(tmp_path / "a.npz", coord=np.zeros((2, 3)), intensity=np.array([200, 300], np.uint16))
     np.savez(tmp_path / "b.npz", coord=np.zeros((2, 3)), intensity=np.array([200, 9], np.uint16))
     for name in ("a.npz", "b.npz"):  # the same stored value means the same feature in every tile
