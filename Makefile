@@ -15,13 +15,20 @@ export MAX_JOBS
 VENV := .venv
 BIN := $(VENV)/bin
 DEPS_STAMP := $(VENV)/.deps-stamp
+SCATTER_STAMP := $(VENV)/.scatter-stamp
 EXT_STAMP := $(VENV)/.ext-stamp
 EXT_SOURCES := setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cuda/*.cu)
 DEPS_KEY := $(TORCH) $(SPCONV) $(OPEN3D) $(TORCH_SCATTER)
+DEPS_KEY_FILE := $(VENV)/.deps-key
 
 CUDA_VENV := .venv-cuda
 CUDA_TORCH ?= torch==2.14.1
 CUDA_ARCHS ?= 8.0;9.0+PTX
+
+# The key file changes only when the requested versions do (e.g. TORCH=... for a GPU machine),
+# which makes the dependency stamp out of date exactly then.
+$(shell mkdir -p $(VENV) && (echo "$(DEPS_KEY)" | cmp -s - $(DEPS_KEY_FILE) || \
+  echo "$(DEPS_KEY)" > $(DEPS_KEY_FILE)))
 
 # A missing built module forces a rebuild even when the stamp is newer than the sources.
 ifeq ($(wildcard pcseg/_C*.so),)
@@ -57,14 +64,24 @@ system-packages:
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(DEPS_STAMP): requirements.txt Makefile | $(BIN)/python system-packages
+$(DEPS_STAMP): requirements.txt Makefile $(DEPS_KEY_FILE) | $(BIN)/python system-packages
 	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -r requirements.txt $(SPCONV) $(OPEN3D)
-	$(BIN)/pip install -q --no-build-isolation $(TORCH_SCATTER)
-	echo "$(DEPS_KEY)" > $@
+	touch $@
 
-$(EXT_STAMP): $(DEPS_STAMP) $(EXT_SOURCES)
-	$(BIN)/pip install -q --no-build-isolation --no-deps -e .
+# torch-scatter compiles against the installed torch: rebuilt from source (never a cached wheel
+# built for another torch) only when the requested versions change.
+$(SCATTER_STAMP): $(DEPS_KEY_FILE) | $(DEPS_STAMP)
+	$(BIN)/pip install -q --no-build-isolation --no-cache-dir --force-reinstall --no-deps \
+	  $(TORCH_SCATTER)
+	touch $@
+
+# CUDA_HOME is set from the real toolkit when one exists (torch's own guess follows the nvcc on
+# PATH, which may be a wrapper outside the toolkit); with a CPU torch it changes nothing.
+$(EXT_STAMP): $(DEPS_STAMP) $(SCATTER_STAMP) $(EXT_SOURCES)
+	cuda_home=$$(tools/find_cuda_home.sh 2>/dev/null); \
+	  if [ -n "$$cuda_home" ]; then export CUDA_HOME="$$cuda_home"; fi; \
+	  $(BIN)/pip install -q --no-build-isolation --no-deps -e .
 	touch $@
 
 # Compile the CUDA kernels without a GPU: a CUDA build of torch in its own environment, the

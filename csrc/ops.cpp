@@ -3,7 +3,7 @@
 #include <Python.h>
 #include <torch/library.h>
 
-TORCH_LIBRARY(pcseg, m) {
+TORCH_LIBRARY_FRAGMENT(pcseg, m) {
   // coord (N,3) float in voxelisation space, batch (N,) int64, origin [] (= per-axis minimum)
   // or 3 values -> coords (V,4) int32 [b,i,j,k], inverse (N,) int64, counts (V,) int64,
   // order (N,) int64 (points grouped by voxel, stable), origin (3,) float64.
