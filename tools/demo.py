@@ -104,56 +104,23 @@ def print_summary(summary: dict) -> None:
         print(f"  {name:<18} {count:>10,}  {100 * count / total:6.2f} %")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("work_dirs/demo"))
-    parser.add_argument("--frames", type=int, default=8, help="scans per outdoor sequence")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    data = args.out / "data"
-
-    kitti_settings = {
-        "frames": args.frames,
-        "seed": args.seed,
-        "sequences": ["00", "01"],
-        "azimuth_steps": 1024,
-    }
+def write_datasets(data: Path, frames: int, seed: int) -> None:
+    """Write (or reuse) the three synthetic datasets; each one's settings are its stamp."""
+    kitti = {"sequences": ["00", "01"], "frames": frames, "azimuth_steps": 1024, "seed": seed}
     ensure_dataset(
         data / "semantickitti",
-        kitti_settings,
-        lambda root: write_outdoor_sequences(
-            root,
-            sequences=("00", "01"),
-            frames=args.frames,
-            azimuth_steps=1024,
-            seed=args.seed,
-            progress=True,
-        ),
+        kitti,
+        lambda root: write_outdoor_sequences(root, progress=True, **kitti),
     )
+    rooms = {"num_areas": 6, "rooms_per_area": 2, "points_per_room": 40_000, "seed": seed}
+    ensure_dataset(data / "s3dis", rooms, lambda root: write_indoor_s3dis(root, **rooms))
+    scenes = {"num_scenes": 8, "points_per_scene": 40_000, "seed": seed}
+    ensure_dataset(data / "scannet", scenes, lambda root: write_indoor_scannet(root, **scenes))
 
-    s3dis_settings = {
-        "seed": args.seed,
-        "num_areas": 6,
-        "rooms_per_area": 2,
-        "points_per_room": 40_000,
-    }
-    ensure_dataset(
-        data / "s3dis",
-        s3dis_settings,
-        lambda root: write_indoor_s3dis(
-            root, num_areas=6, rooms_per_area=2, points_per_room=40_000, seed=args.seed
-        ),
-    )
-    scannet_settings = {"seed": args.seed, "num_scenes": 8, "points_per_scene": 40_000}
-    ensure_dataset(
-        data / "scannet",
-        scannet_settings,
-        lambda root: write_indoor_scannet(
-            root, num_scenes=8, points_per_scene=40_000, seed=args.seed
-        ),
-    )
 
-    summaries = [
+def read_datasets(data: Path) -> list[dict]:
+    """Read every scan of the three datasets back through the readers and summarise them."""
+    return [
         summarise(
             "SemanticKITTI (synthetic)",
             kitti_samples(data / "semantickitti"),
@@ -168,6 +135,17 @@ def main() -> None:
             0.02,
         ),
     ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("work_dirs/demo"))
+    parser.add_argument("--frames", type=int, default=8, help="scans per outdoor sequence")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    data = args.out / "data"
+    write_datasets(data, args.frames, args.seed)
+    summaries = read_datasets(data)
     for summary in summaries:
         print_summary(summary)
     summary_path = args.out / "summary.json"
