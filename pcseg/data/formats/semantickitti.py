@@ -112,6 +112,13 @@ def read_poses(path: str | Path, tr_velo_to_cam: np.ndarray) -> np.ndarray:
     return tr_inv @ cam @ tr
 
 
+def lidar_to_cam_poses(lidar_poses: np.ndarray, tr_velo_to_cam: np.ndarray) -> np.ndarray:
+    """LiDAR-to-world poses (F, 4, 4) -> the cam0 poses ``Tr @ L @ Tr^-1`` that ``poses.txt``
+    stores: the inverse of :func:`read_poses`."""
+    tr = homogeneous(tr_velo_to_cam) if tr_velo_to_cam.shape == (3, 4) else tr_velo_to_cam
+    return tr @ lidar_poses @ np.linalg.inv(tr)
+
+
 def read_times(path: str | Path) -> np.ndarray:
     """Read ``times.txt`` as float64 seconds (F,)."""
     try:

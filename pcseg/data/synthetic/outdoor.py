@@ -23,6 +23,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from pcseg.data.formats import semantickitti as kitti
+from pcseg.data.formats.files import atomic_output
 from pcseg.data.synthetic import street_objects as obj
 from pcseg.data.synthetic.raycast import Scene
 from pcseg.data.synthetic.street import EGO_Y, LIDAR_HEIGHT, build_street
@@ -86,10 +87,9 @@ def _sequence_rng(seed: int, name: str, *stream: int) -> np.random.Generator:
 def _write_metadata(seq_dir: Path, calib: dict[str, np.ndarray], lidar: np.ndarray) -> None:
     """calib.txt, times.txt and poses.txt: the LiDAR poses (F, 4, 4) relative to the first
     frame, stored as cam0 poses ``Tr·L·Tr⁻¹`` the way KITTI stores them."""
-    tr = kitti.homogeneous(calib["Tr"])
     relative = np.linalg.inv(lidar[0]) @ lidar
     kitti.write_calib(seq_dir / "calib.txt", calib)
-    kitti.write_poses(seq_dir / "poses.txt", tr @ relative @ np.linalg.inv(tr))
+    kitti.write_poses(seq_dir / "poses.txt", kitti.lidar_to_cam_poses(relative, calib["Tr"]))
     kitti.write_times(seq_dir / "times.txt", FRAME_PERIOD * np.arange(len(lidar)))
 
 
@@ -115,8 +115,8 @@ def _write_frame(
     if image_size is not None:
         pose = camera_pose(lidar_pose, calib)
         image = render_image(scene, pose, calib["P2"][:, :3], image_size)
-        (seq_dir / "image_2").mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image).save(seq_dir / "image_2" / f"{stem}.png")
+        with atomic_output(seq_dir / "image_2" / f"{stem}.png", overwrite=False) as tmp:
+            Image.fromarray(image).save(tmp)
     return len(points)
 
 

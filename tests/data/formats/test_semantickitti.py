@@ -84,8 +84,7 @@ def test_write_read_round_trip(tmp_path):
     sk.write_calib(seq / "calib.txt", {"P0": p2, "P1": p2, "P2": p2, "P3": p2, "Tr": tr})
     lidar_poses = np.tile(np.eye(4), (4, 1, 1))
     lidar_poses[:, 0, 3] = np.arange(4) * 0.7
-    cam_poses = sk.homogeneous(tr) @ lidar_poses @ np.linalg.inv(sk.homogeneous(tr))
-    sk.write_poses(seq / "poses.txt", cam_poses)
+    sk.write_poses(seq / "poses.txt", sk.lidar_to_cam_poses(lidar_poses, tr))
     sk.write_times(seq / "times.txt", np.arange(4) * 0.1)
 
     assert sk.frame_ids(seq) == [3]
