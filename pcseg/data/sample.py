@@ -12,10 +12,16 @@ label_mask bool (N,)       which labels a method may see (all True unless a budg
 remission  float32 (N,)   optional: LiDAR remission / intensity
 color      float32 (N, 3)  optional: RGB in [0, 1]
 instance   int64 (N,)      optional: instance id, 0 = none
+normal     float32 (N, 3)  optional: unit surface normals
+point_index int64 (N,)    optional: index of the point in the file it was read from, kept
+                           through crops so predictions can be written back
 frame_pose float64 (4, 4)  optional: sensor-to-world pose of the scan
 coord_offset float64 (3,) optional: offset removed from large (e.g. UTM) coordinates
 scene_id   str             identifier of the scan or room, unique within a dataset
 ========== =============== ================================================================
+
+The per-point keys are listed in :data:`POINT_KEYS`; :func:`index_points` selects points across
+all of them at once so that crops and subsampling keep them aligned.
 
 Image-to-LiDAR keys (``images``, ``pairing``, ``superpixels``) are added by the camera readers.
 """
@@ -27,6 +33,20 @@ import numpy as np
 IGNORE_INDEX = -1
 
 Sample = dict[str, "np.ndarray | str"]
+
+POINT_KEYS: frozenset[str] = frozenset(
+    {
+        "coord",
+        "feat",
+        "label",
+        "label_mask",
+        "remission",
+        "color",
+        "instance",
+        "normal",
+        "point_index",
+    }
+)
 
 
 def make_sample(
@@ -52,3 +72,21 @@ def make_sample(
         if value is not None:
             sample[key] = value
     return sample
+
+
+def index_points(sample: Sample, index: np.ndarray) -> Sample:
+    """Select points of every per-point array at once.
+
+    Args:
+        sample: the sample dict.
+        index: boolean mask (N,) or integer indices (M,) into the points.
+
+    Returns:
+        A new dict: each key of :data:`POINT_KEYS` present in ``sample`` indexed by ``index``
+        (new arrays); all other keys (``scene_id``, ``frame_pose``, ...) as they are.
+    """
+    index = np.asarray(index)
+    return {
+        key: value[index] if key in POINT_KEYS else value  # type: ignore[index]
+        for key, value in sample.items()
+    }

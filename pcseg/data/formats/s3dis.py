@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pcseg.data.formats.files import write_text
+from pcseg.data.formats.files import write_bytes, write_text
 from pcseg.data.formats.validation import DataFormatError, check_coords, read_path_list
 from pcseg.data.meta import s3dis as meta
 from pcseg.data.sample import Sample, make_sample
@@ -281,3 +281,25 @@ def write_room(
         blocks.append(block)
     write_text(room_dir / f"{room_dir.name}.txt", "".join(blocks), overwrite=overwrite)
     return room_dir
+
+
+def write_predictions(
+    path_stem: str | Path, classes: np.ndarray, *, overwrite: bool = False
+) -> tuple[Path, Path]:
+    """Write one room's per-point class predictions (0..12) as ``<stem>.npy`` and ``<stem>.txt``.
+
+    The ``.npy`` holds int64 class indices in the point order of the room's annotation files
+    (the order :func:`read_room` returns); the ``.txt`` holds the same, one class per line.
+    """
+    classes = np.asarray(classes)
+    if classes.ndim != 1 or not np.issubdtype(classes.dtype, np.integer):
+        raise TypeError("classes must be a 1-D integer array")
+    if len(classes) and (classes.min() < 0 or classes.max() >= meta.NUM_CLASSES):
+        raise ValueError(f"class indices must be in 0..{meta.NUM_CLASSES - 1}")
+    stem = Path(path_stem)
+    npy, txt = stem.with_name(stem.name + ".npy"), stem.with_name(stem.name + ".txt")
+    buffer = io.BytesIO()
+    np.save(buffer, classes.astype(np.int64))
+    write_bytes(npy, buffer.getvalue(), overwrite=overwrite)
+    write_text(txt, "".join(f"{c}\n" for c in classes.tolist()), overwrite=overwrite)
+    return npy, txt

@@ -135,3 +135,10 @@ NUM_CLASSES = len(CLASS_NAMES)
 
 # name -> raw id, for code that writes raw labels (synthetic scenes).
 RAW_IDS: dict[str, int] = {name: raw for raw, name in RAW_NAMES.items()}
+
+# The benchmark's sequence splits (semantic-kitti.yaml "split"); labels exist for 00-10 only.
+SPLITS: dict[str, tuple[str, ...]] = {
+    "train": ("00", "01", "02", "03", "04", "05", "06", "07", "09", "10"),
+    "val": ("08",),
+    "test": tuple(f"{s:02d}" for s in range(11, 22)),
+}

@@ -1,0 +1,263 @@
+"""Datasets over the format readers: a list of scans, read on demand, then transformed.
+
+Items are addressed by ``index`` or by ``(index, seed)``: the seed drives that item's
+augmentation through its own ``np.random.Generator``, so what a sample looks like depends only
+on the run seed, the epoch and the index -- not on worker processes or on where a run resumed.
+Every dataset also knows a cheap upper bound of its scans' point counts (for point-budget
+batching) and how to write predictions in its native format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from pcseg.data.formats import s3dis, scannet, semantickitti
+from pcseg.data.formats.validation import DataFormatError
+from pcseg.data.meta import s3dis as s3dis_meta
+from pcseg.data.meta import scannet as scannet_meta
+from pcseg.data.meta import semantickitti as kitti_meta
+from pcseg.data.sample import Sample
+from pcseg.data.transforms import Compose
+from pcseg.registry import Registry
+
+DATASETS: Registry = Registry("dataset")
+
+
+class SceneDataset(Dataset):
+    """Base class: subclasses list their scans and implement ``read``, ``num_points``, ``export``.
+
+    Attributes:
+        class_names: class names of the dataset's meta module, index = class id.
+        palette: RGB colour per class.
+    """
+
+    class_names: tuple[str, ...] = ()
+    palette: tuple[tuple[int, int, int], ...] = ()
+
+    def __init__(self, *, transforms: Compose | None = None) -> None:
+        self.transforms = transforms
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def scene_id(self, index: int) -> str:
+        raise NotImplementedError
+
+    def read(self, index: int) -> Sample:
+        """The scan as its reader returns it."""
+        raise NotImplementedError
+
+    def num_points(self, index: int) -> int:
+        """An upper bound of the scan's point count, without reading the points."""
+        raise NotImplementedError
+
+    def export(self, index: int, classes: np.ndarray, out_dir: Path) -> list[Path]:
+        """Write predicted classes (one per point, reader order) in the native format."""
+        raise NotImplementedError
+
+    def __getitem__(self, key: int | tuple[int, int]) -> Sample:
+        index, seed = key if isinstance(key, tuple) else (key, 0)
+        sample = self.read(index)
+        sample["point_index"] = np.arange(len(sample["coord"]), dtype=np.int64)
+        sample["index"] = index
+        sample["points_read"] = len(sample["coord"])
+        if len(sample["coord"]) == 0:
+            raise DataFormatError(self.scene_id(index), "empty scan: no points")
+        if self.transforms is not None:
+            sample = self.transforms(sample, np.random.default_rng(seed))
+        return sample
+
+
+def _sequence_names(sequences: str | Sequence[str]) -> tuple[str, ...]:
+    if isinstance(sequences, str):
+        if sequences not in kitti_meta.SPLITS:
+            raise ValueError(
+                f"sequences: unknown split {sequences!r}; use one of {sorted(kitti_meta.SPLITS)} "
+                "or a list of sequence names"
+            )
+        return kitti_meta.SPLITS[sequences]
+    return tuple(f"{int(s):02d}" if str(s).isdigit() else str(s) for s in sequences)
+
+
+@DATASETS.register("semantickitti")
+class SemanticKITTIDataset(SceneDataset):
+    """SemanticKITTI-format sequences (``root/sequences/XX/velodyne/NNNNNN.bin`` ...).
+
+    Args:
+        root: dataset root holding ``sequences/``.
+        sequences: a split name ("train" = 00-07, 09, 10; "val" = 08; "test") or sequence names.
+        label_dir: label folder ("labels", "scribbles"); frames without a label file are left
+            out. None lists every frame, unlabelled.
+        frames: optional frame ids to keep (the same for every sequence).
+    """
+
+    class_names = kitti_meta.CLASS_NAMES
+    palette = kitti_meta.PALETTE
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        sequences: str | Sequence[str] = "train",
+        label_dir: str | None = "labels",
+        frames: Sequence[int] | None = None,
+        transforms: Compose | None = None,
+    ) -> None:
+        super().__init__(transforms=transforms)
+        self.root = Path(root)
+        self.label_dir = label_dir
+        self.items: list[tuple[Path, int]] = []
+        for name in _sequence_names(sequences):
+            seq_dir = self.root / "sequences" / name
+            for frame in semantickitti.frame_ids(seq_dir):
+                if frames is not None and frame not in frames:
+                    continue
+                label = seq_dir / (label_dir or "") / f"{frame:06d}.label"
+                if label_dir is None or label.is_file():
+                    self.items.append((seq_dir, frame))
+        if not self.items:
+            raise DataFormatError(self.root, f"no labelled frames in sequences {sequences}")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def scene_id(self, index: int) -> str:
+        seq_dir, frame = self.items[index]
+        return f"{seq_dir.name}/{frame:06d}"
+
+    def read(self, index: int) -> Sample:
+        seq_dir, frame = self.items[index]
+        return semantickitti.read_frame(seq_dir, frame, label_dir=self.label_dir)
+
+    def num_points(self, index: int) -> int:
+        seq_dir, frame = self.items[index]
+        return (seq_dir / "velodyne" / f"{frame:06d}.bin").stat().st_size // 16
+
+    def export(self, index: int, classes: np.ndarray, out_dir: Path) -> list[Path]:
+        seq_dir, frame = self.items[index]
+        path = Path(out_dir) / "sequences" / seq_dir.name / "predictions" / f"{frame:06d}.label"
+        semantickitti.write_predictions(path, classes)
+        return [path]
+
+
+def _count_lines(path: Path) -> int:
+    """Lines of a text file, counting a last line without a newline (an upper bound)."""
+    with path.open("rb") as stream:
+        chunks = iter(lambda: stream.read(1 << 20), b"")
+        return sum(chunk.count(b"\n") for chunk in chunks) + 1
+
+
+@DATASETS.register("s3dis")
+class S3DISDataset(SceneDataset):
+    """S3DIS Aligned v1.2 rooms (``root/Area_N/<room>/Annotations/*.txt``).
+
+    Args:
+        root: dataset root holding ``Area_1`` ... ``Area_6``.
+        split: "train" (all areas but ``test_area``) or "val"/"test" (``test_area``).
+        test_area: the held-out area (5 is the common split; 1-6 are the 6 folds).
+        rooms: optional room names (``Area_5/office_1``) to keep.
+    """
+
+    class_names = s3dis_meta.CLASS_NAMES
+    palette = s3dis_meta.PALETTE
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        split: str = "train",
+        test_area: int = s3dis_meta.DEFAULT_TEST_AREA,
+        rooms: Sequence[str] | None = None,
+        transforms: Compose | None = None,
+    ) -> None:
+        super().__init__(transforms=transforms)
+        self.root = Path(root)
+        self.rooms = s3dis.split_rooms(self.root, split, test_area=test_area)
+        if rooms is not None:
+            self.rooms = [r for r in self.rooms if f"{r.parent.name}/{r.name}" in set(rooms)]
+        if not self.rooms:
+            raise DataFormatError(self.root, f"no rooms in split {split!r} (test area {test_area})")
+
+    def __len__(self) -> int:
+        return len(self.rooms)
+
+    def scene_id(self, index: int) -> str:
+        return f"{self.rooms[index].parent.name}/{self.rooms[index].name}"
+
+    def read(self, index: int) -> Sample:
+        return s3dis.read_room(self.rooms[index])
+
+    def num_points(self, index: int) -> int:
+        total = 0
+        for path in s3dis.annotation_files(self.rooms[index]):
+            with path.open("rb") as stream:
+                total += sum(
+                    chunk.count(b"\n") for chunk in iter(lambda: stream.read(1 << 20), b"")
+                )
+            total += 1  # a last line without a newline
+        return total
+
+    def export(self, index: int, classes: np.ndarray, out_dir: Path) -> list[Path]:
+        room = self.rooms[index]
+        return list(s3dis.write_predictions(Path(out_dir) / room.parent.name / room.name, classes))
+
+
+@DATASETS.register("scannet")
+class ScanNetDataset(SceneDataset):
+    """ScanNet v2 scenes listed in ``root/scannetv2_<split>.txt``.
+
+    Args:
+        root: dataset root holding ``scans/`` and the split lists.
+        split: "train", "val" or "test".
+        align: apply each scene's ``axisAlignment`` (gravity-aligned, axis-aligned rooms).
+    """
+
+    class_names = scannet_meta.CLASS_NAMES
+    palette = scannet_meta.PALETTE
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        split: str = "train",
+        align: bool = True,
+        transforms: Compose | None = None,
+    ) -> None:
+        super().__init__(transforms=transforms)
+        self.root = Path(root)
+        self.align = align
+        self.scenes = scannet.read_split(self.root, split)
+        if not self.scenes:
+            raise DataFormatError(self.root / f"scannetv2_{split}.txt", "lists no scenes")
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    def scene_id(self, index: int) -> str:
+        return self.scenes[index].name
+
+    def read(self, index: int) -> Sample:
+        return scannet.read_scene(self.scenes[index], align=self.align)
+
+    def num_points(self, index: int) -> int:
+        mesh = scannet.scene_files(self.scenes[index])["mesh"]
+        with mesh.open("rb") as stream:
+            for line in iter(stream.readline, b""):
+                if line.startswith(b"element vertex"):
+                    return int(line.split()[2])
+                if line.strip() == b"end_header":
+                    break
+        raise DataFormatError(mesh, "PLY header has no vertex count")
+
+    def export(self, index: int, classes: np.ndarray, out_dir: Path) -> list[Path]:
+        path = Path(out_dir) / f"{self.scenes[index].name}.txt"
+        scannet.write_predictions(path, classes)
+        return [path]

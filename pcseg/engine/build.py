@@ -1,0 +1,130 @@
+"""Config -> objects: datasets, loaders, model, method, optimiser, schedule.
+
+``check_config`` validates every component spec of a :class:`pcseg.config.Config` against its
+registry without building anything, so that a bad config fails before a run starts.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from pcseg.config import Config
+from pcseg.data.collate import PointBudgetBatches, collate
+from pcseg.data.datasets import DATASETS, SceneDataset
+from pcseg.data.transforms import FEATURE_CHANNELS, TRANSFORMS, build_transforms
+from pcseg.engine.optim import OPTIMIZERS, SCHEDULES
+from pcseg.methods import METHODS
+from pcseg.models.backbones import BACKBONES
+from pcseg.models.segmentor import Segmentor, build_segmentor
+from pcseg.registry import ConfigError
+
+SPLITS = ("train", "val", "test")
+
+
+def in_channels(config: Config) -> int:
+    return sum(FEATURE_CHANNELS[key] for key in config.data.features)
+
+
+def _split_spec(config: Config, split: str) -> dict[str, Any]:
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+    options = getattr(config.data, split)
+    if options is None:
+        raise ConfigError(f"data.{split}: this config defines no {split} split")
+    return {"name": config.data.name, "root": config.data.root, **options}
+
+
+def check_config(config: Config) -> None:
+    """Raise ConfigError for any spec that would not build."""
+    unknown = [key for key in config.data.features if key not in FEATURE_CHANNELS]
+    if unknown:
+        raise ConfigError(
+            f"data.features: unknown {', '.join(unknown)}; valid: {', '.join(FEATURE_CHANNELS)}"
+        )
+    for split in SPLITS:
+        if getattr(config.data, split) is not None:
+            spec = _split_spec(config, split)
+            DATASETS.check(spec, where=f"data.{split}", provided=("transforms",))
+    for key in ("train_transforms", "test_transforms"):
+        for i, spec in enumerate(getattr(config.data, key)):
+            TRANSFORMS.check(spec, where=f"data.{key}[{i}]")
+    BACKBONES.check(config.model.backbone, where="model.backbone", provided=("in_channels",))
+    METHODS.check(config.method, where="method")
+    OPTIMIZERS.check(config.optim, where="optim", provided=("params",))
+    SCHEDULES.check(config.schedule, where="schedule", provided=("max_steps",))
+    if config.eval.split not in SPLITS:
+        raise ConfigError(f"eval.split: {config.eval.split!r}; valid: {', '.join(SPLITS)}")
+    positive = {
+        "data.voxel_size": config.data.voxel_size,
+        "train.max_steps": config.train.max_steps,
+    }
+    for name, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{name} must be positive, got {value}")
+
+
+def build_dataset(config: Config, split: str, *, augment: bool | None = None) -> SceneDataset:
+    """The dataset of a split with its transforms (training augmentation for "train")."""
+    augment = split == "train" if augment is None else augment
+    specs = config.data.train_transforms if augment else config.data.test_transforms
+    key = "train_transforms" if augment else "test_transforms"
+    transforms = build_transforms(specs, where=f"data.{key}")
+    return DATASETS.build(_split_spec(config, split), where=f"data.{split}", transforms=transforms)
+
+
+def point_cap(config: Config) -> int | None:
+    """Most points a training sample can have after ``sphere_crop`` (None without a crop)."""
+    caps = [s["max_points"] for s in config.data.train_transforms if s["name"] == "sphere_crop"]
+    return min(caps) if caps else None
+
+
+def build_train_loader(
+    config: Config, dataset: SceneDataset, *, rank: int = 0, world_size: int = 1
+) -> tuple[DataLoader, PointBudgetBatches]:
+    cap = point_cap(config)
+    costs = [dataset.num_points(i) for i in range(len(dataset))]
+    if cap is not None:
+        costs = [min(c, cap) for c in costs]
+    sampler = PointBudgetBatches(
+        costs,
+        point_budget=config.data.point_budget,
+        max_batch_size=config.data.batch_size,
+        seed=config.seed,
+        rank=rank,
+        world_size=world_size,
+    )
+    loader = DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=functools.partial(
+            collate, voxel_size=config.data.voxel_size, features=config.data.features
+        ),
+        num_workers=config.data.num_workers,
+    )
+    return loader, sampler
+
+
+def build_model(config: Config, num_classes: int) -> Segmentor:
+    return build_segmentor(
+        config.model.backbone, in_channels=in_channels(config), num_classes=num_classes
+    )
+
+
+def build_method(config: Config) -> Any:
+    return METHODS.build(config.method, where="method")
+
+
+def build_optimizer(config: Config, model: nn.Module) -> torch.optim.Optimizer:
+    return OPTIMIZERS.build(config.optim, where="optim", params=model.parameters())
+
+
+def build_scheduler(
+    config: Config, optimizer: torch.optim.Optimizer
+) -> torch.optim.lr_scheduler.LambdaLR:
+    schedule = SCHEDULES.build(config.schedule, where="schedule", max_steps=config.train.max_steps)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)

@@ -1,0 +1,234 @@
+"""The training loop, top to bottom: build, (resume), then step until ``train.max_steps``.
+
+Every ``train.checkpoint_every`` steps the whole state -- model, optimiser, schedule, AMP scaler,
+position in the epoch, RNG states and the resolved config -- is written atomically, so a killed
+run resumed with ``resume=True`` continues exactly where the last checkpoint left it (each
+sample's augmentation is seeded by run seed, epoch and index, not by a global generator). A
+non-finite loss stops the run before the optimiser touches the weights, naming the step and the
+scans; the checkpoints already written stay as they are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from pcseg.config import Config, config_from_dict, dump_config
+from pcseg.data.formats.files import write_text
+from pcseg.engine import build, distributed
+from pcseg.engine.checkpoint import CheckpointManager, capture_rng_state, restore_rng_state
+from pcseg.engine.evaluator import evaluate
+from pcseg.engine.runlog import RunLog
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss (or the gradient norm) became NaN or infinite."""
+
+
+@dataclasses.dataclass
+class Position:
+    """Where the run is: optimiser steps taken, epoch, batches of this epoch already used."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def prepare_work_dir(work_dir: Path, config: Config, *, resume: bool) -> None:
+    """Create the work dir and save the resolved config; never reuse another run's folder.
+
+    On resume the config is saved again only after it was checked against the checkpoint's.
+    """
+    checkpoints = work_dir / "checkpoints"
+    has_run = checkpoints.is_dir() and any(checkpoints.glob("step_*.pth"))
+    if has_run and not resume:
+        raise FileExistsError(
+            f"{work_dir} already holds a run (checkpoints/); pass --resume to continue it, "
+            "or choose another --work-dir"
+        )
+    work_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        write_text(work_dir / "config.yaml", dump_config(config), overwrite=False)
+
+
+def _check_resumable(saved: dict[str, Any], config: Config) -> None:
+    """Only the run length may change on resume; anything else would not be the same run."""
+    old, new = config_from_dict(saved).to_dict(), config.to_dict()
+    old["train"]["max_steps"] = new["train"]["max_steps"]
+    changed = [key for key in new if old[key] != new[key]]
+    if changed:
+        raise ValueError(f"cannot resume: the config differs from the checkpoint's in {changed}")
+
+
+def _state(model, optimizer, scheduler, scaler, position: Position, config: Config) -> dict:
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "position": dataclasses.asdict(position),
+        "rng": capture_rng_state(),
+        "config": config.to_dict(),
+    }
+
+
+def _resume(manager, model, optimizer, scheduler, scaler, config: Config) -> Position:
+    found = manager.latest_valid()
+    if found is None:
+        raise FileNotFoundError(f"--resume: no usable checkpoint in {manager.directory}")
+    path, state = found
+    _check_resumable(state["config"], config)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    restore_rng_state(state["rng"])
+    print(f"resumed from {path}")
+    return Position(**state["position"])
+
+
+def _optimizer_step(loss, model, optimizer, scaler, config: Config) -> float | None:
+    """Backward, clip, step. Returns the gradient norm when clipping (None otherwise)."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    norm = None
+    if config.train.clip_grad_norm:
+        scaler.unscale_(optimizer)
+        norm = float(nn.utils.clip_grad_norm_(model.parameters(), config.train.clip_grad_norm))
+    scaler.step(optimizer)
+    scaler.update()
+    return norm
+
+
+def _diverged(step: int, what: str, value: float, batch, manager: CheckpointManager) -> Exception:
+    saved = manager.paths()
+    last = f"the last good checkpoint is {saved[-1]}" if saved else "no checkpoint was written"
+    return TrainingDiverged(
+        f"{what} is {value} at step {step} (scans {', '.join(batch.scene_ids)}); training "
+        f"stopped and {last}. Lower optim.lr, set train.clip_grad_norm, or check these scans."
+    )
+
+
+def _validate(model, val_set, config: Config, info, log: RunLog, step: int) -> dict:
+    scores = evaluate(
+        model,
+        val_set,
+        voxel_size=config.data.voxel_size,
+        features=config.data.features,
+        device=info.device,
+        rank=info.rank,
+        world_size=info.world_size,
+    )
+    summary = {k: scores[k] for k in ("miou", "macc", "allacc")}
+    log.write(step, "val", {**summary, "iou": scores["iou"]})
+    return scores
+
+
+def fit(config: Config, work_dir: str | Path, *, resume: bool = False, progress: bool = True):
+    """Train ``config`` in ``work_dir``; returns a summary (final scores, checkpoint, checksums)."""
+    work_dir = Path(work_dir)
+    build.check_config(config)
+    info = distributed.setup(config.train.device)
+    seed_everything(config.seed)
+    if info.is_main:
+        prepare_work_dir(work_dir, config, resume=resume)
+    train_set = build.build_dataset(config, "train")
+    val_set = build.build_dataset(config, "val") if config.data.val is not None else None
+    loader, sampler = build.build_train_loader(
+        config, train_set, rank=info.rank, world_size=info.world_size
+    )
+    model = build.build_model(config, train_set.num_classes).to(info.device)
+    method = build.build_method(config)
+    optimizer = build.build_optimizer(config, model)
+    scheduler = build.build_scheduler(config, optimizer)
+    use_amp = config.train.amp and info.device.type == "cuda"
+    scaler = torch.amp.GradScaler(info.device.type, enabled=use_amp)
+    manager = CheckpointManager(work_dir / "checkpoints", keep=config.train.keep_checkpoints)
+    position = Position()
+    if resume:
+        position = _resume(manager, model, optimizer, scheduler, scaler, config)
+        if info.is_main:
+            write_text(work_dir / "config.yaml", dump_config(config), overwrite=True)
+    trained = model
+    if info.world_size > 1:
+        trained = nn.parallel.DistributedDataParallel(model)
+    log = RunLog(work_dir, enabled=info.is_main)
+    bar = tqdm(
+        total=config.train.max_steps,
+        initial=position.step,
+        desc="training",
+        unit="step",
+        disable=not (progress and info.is_main),
+    )
+    window = {"loss": 0.0, "points": 0, "steps": 0, "start": time.perf_counter()}
+    scores = None
+    while position.step < config.train.max_steps:
+        sampler.set_epoch(position.epoch, position.batch_in_epoch)
+        for batch in loader:
+            batch = batch.to(info.device)
+            with torch.autocast(info.device.type, enabled=use_amp):
+                loss, _ = method.training_step(trained, batch)
+            loss_value = float(loss.detach())
+            if not distributed.all_ranks_true(np.isfinite(loss_value), info.device):
+                raise _diverged(position.step + 1, "the loss", loss_value, batch, manager)
+            norm = _optimizer_step(loss, trained, optimizer, scaler, config)
+            if norm is not None and not use_amp and not np.isfinite(norm):
+                raise _diverged(position.step + 1, "the gradient norm", norm, batch, manager)
+            scheduler.step()
+            position.step += 1
+            position.batch_in_epoch += 1
+            window["loss"] += loss_value
+            window["points"] += batch.num_points
+            window["steps"] += 1
+            lr = optimizer.param_groups[0]["lr"]
+            elapsed = time.perf_counter() - window["start"]
+            points_per_s = window["points"] * info.world_size / max(elapsed, 1e-9)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", pts_s=f"{points_per_s:,.0f}")
+            at_end = position.step >= config.train.max_steps
+            if position.step % config.train.log_every == 0 or at_end:
+                record = {"loss": window["loss"] / window["steps"], "lr": lr}
+                log.write(position.step, "train", {**record, "points_per_s": points_per_s})
+                window = {"loss": 0.0, "points": 0, "steps": 0, "start": time.perf_counter()}
+            if position.step % config.train.checkpoint_every == 0 or at_end:
+                checksums = distributed.parameter_checksums(model)
+                if len(set(checksums)) != 1:
+                    raise RuntimeError(f"replicas differ across ranks: {checksums}")
+                if info.is_main:
+                    state = _state(model, optimizer, scheduler, scaler, position, config)
+                    manager.save(position.step, state)
+            evaluate_now = config.train.eval_every and position.step % config.train.eval_every == 0
+            if val_set is not None and (evaluate_now or at_end):
+                scores = _validate(model, val_set, config, info, log, position.step)
+            if at_end:
+                break
+        else:
+            position.epoch += 1
+            position.batch_in_epoch = 0
+    bar.close()
+    log.close()
+    summary = {
+        "steps": position.step,
+        "checkpoint": str(manager.paths()[-1]) if info.is_main else None,
+        "parameter_checksums": distributed.parameter_checksums(model),
+        "world_size": info.world_size,
+        "val": None if scores is None else {k: v for k, v in scores.items() if k != "confusion"},
+    }
+    if info.is_main:
+        (work_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

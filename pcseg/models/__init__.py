@@ -1,0 +1,1 @@
+"""Sparse-convolution backbones, heads and the segmentor that joins them."""
