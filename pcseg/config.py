@@ -1,6 +1,6 @@
 """Run configuration: YAML files with an explicit base, dotted overrides and a typed schema.
 
-A config file is plain YAML read with ``yaml.safe_load`` (no Python tags, nothing executed). It
+A config file is plain YAML read with a ``yaml.SafeLoader`` (no Python tags, nothing executed). It
 may name one or more base files (``base: ../_base_/x.yaml`` or a list), relative to itself; the
 file's own keys are merged over its bases (mappings key by key, everything else replaced).
 ``--set a.b=value`` overrides are applied last, each value parsed as YAML. The merged mapping is
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -22,6 +23,26 @@ from typing import Any
 import yaml
 
 from pcseg.registry import ConfigError
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads exponent floats without a dot (``1e-3``) as floats.
+
+    PyYAML follows YAML 1.1, whose float pattern needs a dot, so ``lr: 1e-3`` would otherwise
+    load as the string "1e-3" and pass unchecked into free-form specs such as ``optim``.
+    """
+
+
+class _Dumper(yaml.SafeDumper):
+    """``yaml.SafeDumper`` that quotes strings :class:`_Loader` would read as floats."""
+
+
+for _cls in (_Loader, _Dumper):
+    _cls.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789"),
+    )
 
 
 @dataclasses.dataclass
@@ -96,7 +117,7 @@ class Config:
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as stream:
-            data = yaml.safe_load(stream)
+            data = yaml.load(stream, Loader=_Loader)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except yaml.YAMLError as error:
@@ -143,7 +164,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         if not sep or not key:
             raise ConfigError(f"override {item!r}: expected key.path=value")
         try:
-            value = yaml.safe_load(text)
+            value = yaml.load(text, Loader=_Loader)
         except yaml.YAMLError as error:
             raise ConfigError(f"override {item!r}: value is not valid YAML: {error}") from None
         node = data
@@ -212,4 +233,4 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
 
 
 def dump_config(config: Config) -> str:
-    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+    return yaml.dump(config.to_dict(), Dumper=_Dumper, sort_keys=False)

@@ -6,6 +6,8 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 
 TOOL = Path(__file__).resolve().parents[2] / "tools" / "benchmark.py"
 
@@ -40,3 +42,38 @@ def test_segment_mean_benchmark_compares_with_torch_scatter():
     result = tool.bench_segment_mean("small", cloud, 8, repeats=2)
     assert set(result["median_ms"]) == {"reference", "kernel", "torch_scatter_mean"}
     assert result["bytes_moved_mb"] == (4000 + result["voxels"]) * 8 * 4 / 1e6
+
+
+def test_inference_benchmark_times_every_stage_consistently():
+    from pcseg.models.segmentor import build_segmentor
+
+    tool = load_tool()
+    rng = np.random.default_rng(2)
+    coord = rng.uniform(0, [2.0, 2.0, 0.3], (3000, 3))
+    points = np.concatenate([coord, rng.uniform(0, 1, (3000, 1))], axis=1).astype(np.float32)
+    spec = {"name": "spunet", "stem_channels": 4, "planes": [4, 4, 4, 4], "layers": [1, 1, 1, 1]}
+    result = tool.bench_inference(
+        "tiny", tool.scan_sample(points), spec, voxel_size=0.05, repeats=2, device="cpu"
+    )
+
+    stages = {"voxelisation", "network", "devoxelisation"}
+    assert set(result["median_ms"]) == stages | {"total"}
+    assert set(result["share_percent"]) == stages
+    assert all(t > 0 for t in result["median_ms"].values())
+    assert sum(result["share_percent"].values()) == pytest.approx(100)
+    assert result["points"] == 3000
+    assert result["points_per_s"] == pytest.approx(3000 / (result["median_ms"]["total"] / 1e3))
+    grid = np.floor(points[:, :3].astype(np.float64) / 0.05)
+    assert result["voxels"] == len(np.unique(grid, axis=0)) < 3000
+    model = build_segmentor(spec, in_channels=4, num_classes=19)
+    assert result["parameters"] == sum(p.numel() for p in model.parameters())
+    assert result["device"] == "cpu" and result["torch_threads"] == torch.get_num_threads()
+    assert result["peak_memory_mib"] is None or result["peak_memory_mib"] >= 0
+    assert (result["peak_memory_mib"] is None) == ("notes" in result)
+
+
+def test_backbone_sizes_come_from_their_config_files():
+    tool = load_tool()
+    small, large = tool.backbone_spec("small"), tool.backbone_spec("34c")
+    assert small["name"] == large["name"] == "spunet"
+    assert small["stem_channels"] == 16 and large["stem_channels"] == 32

@@ -1,0 +1,88 @@
+"""The training loop end to end on synthetic scans in SemanticKITTI format."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from pcseg.config import config_from_dict, load_config
+from pcseg.engine.checkpoint import load_checkpoint
+from pcseg.engine.runlog import read_metrics
+from pcseg.engine.trainer import TrainingDiverged, fit
+
+
+def test_small_backbone_overfits_one_scene(one_scene, tmp_path, make_config):
+    config = config_from_dict(make_config(one_scene, train={"max_steps": 160, "log_every": 20}))
+    summary = fit(config, tmp_path / "run", progress=False)
+    val = summary["val"]
+    assert val["miou"] >= 0.9, val["iou"]
+    assert val["points"] > 10_000
+    records = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    losses = [r["loss"] for r in records if r["split"] == "train"]
+    assert len(losses) == 8 and losses[-1] < 0.25 * losses[0]
+    assert all(r["points_per_s"] > 0 for r in records if r["split"] == "train")
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    assert load_config(tmp_path / "run" / "config.yaml") == config
+    state = load_checkpoint(summary["checkpoint"])
+    assert state["position"]["step"] == 160
+    assert config_from_dict(state["config"]) == config
+
+
+def test_run_is_reproducible_on_cpu(small_sequences, tmp_path, make_config):
+    augment = [{"name": "random_rotate"}, {"name": "random_scale"}, {"name": "random_jitter"}]
+    data = {"train_transforms": augment, "batch_size": 2}
+    config = config_from_dict(make_config(small_sequences, data=data, train={"max_steps": 4}))
+    first = load_checkpoint(fit(config, tmp_path / "a", progress=False)["checkpoint"])
+    second = load_checkpoint(fit(config, tmp_path / "b", progress=False)["checkpoint"])
+    for key, value in first["model"].items():
+        assert torch.equal(value, second["model"][key]), key
+
+
+def test_divergence_stops_the_run_and_keeps_good_checkpoints(one_scene, tmp_path, make_config):
+    optim = {"name": "sgd", "lr": 1e30, "momentum": 0.9}
+    config = config_from_dict(
+        make_config(one_scene, optim=optim, train={"max_steps": 10, "checkpoint_every": 1})
+    )
+    with pytest.raises(TrainingDiverged, match=r"at step \d+ \(scans 00/000000\).*last good"):
+        fit(config, tmp_path / "run", progress=False)
+    saved = sorted((tmp_path / "run" / "checkpoints").glob("step_*.pth"))
+    assert saved, "the steps before the divergence were checkpointed"
+    for path in saved:
+        weights = load_checkpoint(path)["model"]
+        assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
+
+
+def test_existing_run_is_never_reused_without_resume(one_scene, tmp_path, make_config):
+    config = config_from_dict(make_config(one_scene, train={"max_steps": 1}))
+    fit(config, tmp_path / "run", progress=False)
+    saved = (tmp_path / "run" / "config.yaml").read_bytes()
+    with pytest.raises(FileExistsError, match="--resume"):
+        fit(config, tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "config.yaml").read_bytes() == saved
+    changed = config_from_dict(make_config(one_scene, optim={"lr": 0.5}, train={"max_steps": 2}))
+    with pytest.raises(ValueError, match="differs from the checkpoint's in \\['optim'\\]"):
+        fit(changed, tmp_path / "run", resume=True, progress=False)
+    longer = config_from_dict(make_config(one_scene, train={"max_steps": 2}))
+    assert fit(longer, tmp_path / "run", resume=True, progress=False)["steps"] == 2
+
+
+def test_resume_without_checkpoint_is_a_clear_error(one_scene, tmp_path, make_config):
+    config = config_from_dict(make_config(one_scene))
+    with pytest.raises(FileNotFoundError, match="no usable checkpoint"):
+        fit(config, tmp_path / "run", resume=True, progress=False)
+
+
+def write_config(path, config: dict):
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_summary_file_lists_the_final_scores(one_scene, tmp_path, make_config):
+    config = config_from_dict(make_config(one_scene, train={"max_steps": 2}))
+    fit(config, tmp_path / "run", progress=False)
+    summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    assert summary["steps"] == 2 and summary["world_size"] == 1
+    assert 0.0 <= summary["val"]["miou"] <= 1.0
