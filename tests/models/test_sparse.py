@@ -89,7 +89,7 @@ def test_cpu_convolution_is_deterministic_with_several_threads():
 def test_fused_activation_is_refused_on_cpu(subm):
     import spconv.pytorch.ops as ops
 
-    indices, feat = _cloud(3, 2, dtype=torch.float32)
+    _, feat = _cloud(3, 2, dtype=torch.float32)
     pairs = torch.zeros(2, 27, 1, dtype=torch.int32)
     with pytest.raises(NotImplementedError, match="fused activations"):
         ops.indice_conv(

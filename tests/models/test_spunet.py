@@ -72,7 +72,9 @@ def test_network_gradients_match_finite_differences():
     weights = tuple(params[n].detach().clone().requires_grad_(True) for n in names)
 
     def logits(*values):
-        return functional_call(model, {**params, **dict(zip(names, values))}, (coords, feat, 1))
+        return functional_call(
+            model, {**params, **dict(zip(names, values, strict=True))}, (coords, feat, 1)
+        )
 
     assert check(logits, weights, eps=1e-6, atol=1e-5, fast_mode=True)
 
