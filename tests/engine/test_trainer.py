@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
 from pcseg.config import config_from_dict, load_config
+from pcseg.data.formats import semantickitti
 from pcseg.engine.checkpoint import load_checkpoint
 from pcseg.engine.runlog import read_metrics
 from pcseg.engine.trainer import TrainingDiverged, fit
@@ -86,3 +93,61 @@ def test_summary_file_lists_the_final_scores(one_scene, tmp_path, make_config):
     summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
     assert summary["steps"] == 2 and summary["world_size"] == 1
     assert 0.0 <= summary["val"]["miou"] <= 1.0
+
+
+TRAIN = Path(__file__).resolve().parents[2] / "tools" / "train.py"
+
+
+def _wait_for_checkpoint(process: subprocess.Popen, directory: Path, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if list(directory.glob("step_*.pth")):
+            return
+        assert process.poll() is None, process.stderr.read().decode()
+        time.sleep(0.01)
+    raise AssertionError("no checkpoint appeared")
+
+
+def test_killed_run_resumes_to_the_same_weights(small_sequences, tmp_path, make_config):
+    """SIGKILL after the first checkpoint (mid-epoch: 2 batches per epoch, a checkpoint every
+    3 steps), resume, and end bit-identical to a run that was never interrupted."""
+    augment = [{"name": "random_rotate"}, {"name": "random_flip"}, {"name": "random_jitter"}]
+    raw = make_config(
+        small_sequences,
+        data={"train_transforms": augment, "num_workers": 1},
+        train={"max_steps": 20, "checkpoint_every": 3},
+    )
+    path = write_config(tmp_path / "config.yaml", raw)
+    reference = fit(config_from_dict(raw), tmp_path / "reference", progress=False)
+    work = tmp_path / "killed"
+    command = [sys.executable, str(TRAIN), str(path), "--work-dir", str(work), "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _wait_for_checkpoint(process, work / "checkpoints")
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = max(int(p.stem.split("_")[1]) for p in (work / "checkpoints").glob("step_*.pth"))
+    assert killed_at < 20
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stdout
+    expected = load_checkpoint(reference["checkpoint"])
+    final = load_checkpoint(work / "checkpoints" / "step_00000020.pth")
+    assert final["position"] == expected["position"]
+    for key, value in expected["model"].items():
+        assert torch.equal(value, final["model"][key]), key
+    for key, value in expected["optimizer"]["state"].items():
+        assert torch.equal(value["exp_avg"], final["optimizer"]["state"][key]["exp_avg"])
+
+
+def test_training_on_the_real_frame_beats_the_majority_class(shared_data, tmp_path, make_config):
+    """All labels of the real SemanticKITTI scan 00/000000, 20 cm voxels, the tiny network,
+    scored on every point of the same scan (the transductive setting)."""
+    root = shared_data / "semantickitti"
+    label = semantickitti.read_frame(root / "sequences" / "00", 0)["label"]
+    counts = np.bincount(label[label >= 0])
+    majority_miou = counts.max() / counts.sum() / np.count_nonzero(counts)
+    config = config_from_dict(make_config(root, data={"voxel_size": 0.2}, train={"max_steps": 120}))
+    val = fit(config, tmp_path / "run", progress=False)["val"]
+    assert val["points"] == counts.sum()
+    print(f"real frame: mIoU {val['miou']:.3f}, majority-class mIoU {majority_miou:.3f}")
+    assert val["miou"] > 0.6 and val["miou"] > 10 * majority_miou
