@@ -57,6 +57,12 @@ def check_config(config: Config) -> None:
     METHODS.check(config.method, where="method")
     OPTIMIZERS.check(config.optim, where="optim", provided=("params",))
     SCHEDULES.check(config.schedule, where="schedule", provided=("max_steps",))
+    warmup = config.schedule.get("warmup_steps", 0)
+    if not 0 <= warmup < config.train.max_steps:
+        raise ConfigError(
+            f"schedule.warmup_steps ({warmup}) must be >= 0 and < train.max_steps "
+            f"({config.train.max_steps})"
+        )
     if config.eval.split not in SPLITS:
         raise ConfigError(f"eval.split: {config.eval.split!r}; valid: {', '.join(SPLITS)}")
     positive = {
