@@ -27,6 +27,7 @@ Every pcseg module imports spconv from here (``from pcseg.models.sparse import s
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import spconv.pytorch as spconv
@@ -38,23 +39,21 @@ _spconv_indice_conv = _spconv_ops.indice_conv
 _spconv_indice_conv_backward = _spconv_ops.indice_conv_backward
 
 
-def _active_offsets(pair_num: Tensor, subm: bool) -> list[tuple[int, int]]:
-    """(kernel offset, pair count) with pairs; a submanifold rulebook stores the counts of the
-    offsets past the centre under their mirror images, and its centre is the identity map."""
+def _rulebook(
+    indice_pairs: Tensor, pair_num: Tensor, inverse: bool, subm: bool
+) -> Iterator[tuple[int, Tensor, Tensor]]:
+    """(kernel offset, source rows, target rows) of every offset that has pairs.
+
+    A submanifold rulebook stores the counts of the offsets past the centre under their mirror
+    images, and its centre is the identity map (handled by the callers as one matmul).
+    """
+    pair_in, pair_out = indice_pairs[int(inverse)], indice_pairs[int(not inverse)]
     counts = pair_num.tolist()
     kv = len(counts)
-    centre = kv // 2
-    active = []
     for offset in range(kv):
-        count = counts[offset]
-        if subm:
-            if offset == centre:
-                continue
-            if offset > centre:
-                count = counts[kv - offset - 1]
-        if count > 0:
-            active.append((offset, count))
-    return active
+        count = counts[kv - offset - 1] if subm and offset > kv // 2 else counts[offset]
+        if count > 0 and not (subm and offset == kv // 2):
+            yield offset, pair_in[offset, :count].long(), pair_out[offset, :count].long()
 
 
 def indice_conv_cpu(
@@ -72,10 +71,7 @@ def indice_conv_cpu(
         out = features @ weight[:, weight.shape[1] // 2].T
     else:
         out = features.new_zeros(num_activate_out, weight.shape[0])
-    pair_in, pair_out = indice_pairs[int(inverse)], indice_pairs[int(not inverse)]
-    for offset, count in _active_offsets(indice_pair_num, subm):
-        source = pair_in[offset, :count].long()
-        target = pair_out[offset, :count].long()
+    for offset, source, target in _rulebook(indice_pairs, indice_pair_num, inverse, subm):
         out.index_add_(0, target, features.index_select(0, source) @ weight[:, offset].T)
     return out
 
@@ -98,10 +94,8 @@ def indice_conv_backward_cpu(
         grad_features = out_bp @ weight[:, centre]
     else:
         grad_features = torch.zeros_like(features)
-    pair_in, pair_out = indice_pairs[int(inverse)], indice_pairs[int(not inverse)]
-    for offset, count in _active_offsets(indice_pair_num, subm):
-        source = pair_in[offset, :count].long()
-        grad_out = out_bp.index_select(0, pair_out[offset, :count].long())
+    for offset, source, target in _rulebook(indice_pairs, indice_pair_num, inverse, subm):
+        grad_out = out_bp.index_select(0, target)
         grad_weight[:, offset] = grad_out.T @ features.index_select(0, source)
         grad_features.index_add_(0, source, grad_out @ weight[:, offset])
     return grad_features, grad_weight.reshape(filters.shape)
