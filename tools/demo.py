@@ -4,8 +4,8 @@ evaluated on held-out scans, predictions exported in the dataset's own format.
     python tools/demo.py [--out work_dirs/demo] [--dataset outdoor|s3dis|scannet]
                          [--set key.path=value ...]
 
-``outdoor`` (default) writes LiDAR streets in SemanticKITTI format (sequence 00 trains, 01
-validates); ``s3dis`` and ``scannet`` write indoor rooms in those formats. Each uses its config in
+``outdoor`` (default) writes five LiDAR streets in SemanticKITTI format (sequences 00-03 train,
+04 validates); ``s3dis`` and ``scannet`` write indoor rooms in those formats. Each uses its config in
 ``configs/demo/``.
 
 Data are regenerated only when missing or written with other settings; a finished training run
@@ -54,7 +54,8 @@ def write_data(data: Path, dataset: str, frames: int, seed: int) -> Path:
     """The demo dataset's root: (re)written when missing or made with other settings."""
     if dataset == "outdoor":
         root = data / "semantickitti"
-        settings = {"sequences": ["00", "01"], "frames": frames, "azimuth_steps": 1024}
+        sequences = ["00", "01", "02", "03", "04"]
+        settings = {"sequences": sequences, "frames": frames, "azimuth_steps": 1024}
         write = write_outdoor_sequences
     elif dataset == "s3dis":
         root = data / "s3dis"
@@ -85,7 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("work_dirs/demo"))
     parser.add_argument("--dataset", choices=("outdoor", "s3dis", "scannet"), default="outdoor")
-    parser.add_argument("--frames", type=int, default=8, help="scans per outdoor sequence")
+    parser.add_argument("--frames", type=int, default=4, help="scans per outdoor street")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
     args = parser.parse_args()

@@ -31,7 +31,7 @@ def test_outdoor_demo_trains_evaluates_exports_and_reuses(tmp_path):
     metrics = json.loads((run / "eval_val" / "metrics.json").read_text())
     assert metrics["scans"] == 1 and metrics["points"] > 50_000
     assert "mIoU" in first and "car" in first
-    assert (run / "predictions" / "sequences" / "01" / "predictions" / "000000.label").is_file()
+    assert (run / "predictions" / "sequences" / "04" / "predictions" / "000000.label").is_file()
     assert "TensorBoard logs: tensorboard --logdir" in first.splitlines()[-1]
     again = run_demo(tmp_path, "--frames", "1").stdout
     assert "up to date" in again and "training finished earlier" in again
