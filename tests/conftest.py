@@ -66,7 +66,7 @@ def config_dict(root: Path, **sections) -> dict:
         "train": {"max_steps": 10, "checkpoint_every": 1000, "log_every": 1000},
     }
     for name, values in sections.items():
-        config[name].update(values)
+        config.setdefault(name, {}).update(values)
     return config
 
 

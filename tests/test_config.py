@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 
 import pytest
@@ -55,12 +56,13 @@ def test_demo_config_resolves_its_two_bases() -> None:
     assert config.data.name == "semantickitti"
     assert config.data.features == ["coord", "remission"]
     assert config.data.voxel_size == 0.1 and config.data.point_budget == 120_000
-    assert config.data.train == {"sequences": ["00"]} and config.data.test is None
+    assert config.data.train == {"sequences": ["00", "01", "02", "03"]}
+    assert config.data.val == {"sequences": ["04"]} and config.data.test is None
     assert config.data.train_transforms[0]["name"] == "random_rotate"
     # from _base_/spunet_small.yaml
     assert config.model.backbone["planes"] == [16, 32, 64, 64, 64, 32, 32, 32]
-    assert config.optim == {"name": "adamw", "lr": 0.004, "weight_decay": 0.0001}
-    assert config.train.max_steps == 240 and config.train.keep_checkpoints == 2  # a default
+    assert config.optim == {"name": "adamw", "lr": 0.01, "weight_decay": 0.0001}
+    assert config.train.max_steps == 300 and config.train.keep_checkpoints == 2  # a default
     assert in_channels(config) == 4
 
 
@@ -223,7 +225,7 @@ def test_unknown_dataset_lists_the_valid_names() -> None:
 def test_other_check_config_errors() -> None:
     with pytest.raises(ConfigError, match="depth"):
         check_config(load_config(DEMO, ["data.features=[coord, depth]"]))
-    with pytest.raises(ConfigError, match=r"data\.voxel_size must be positive"):
+    with pytest.raises(ConfigError, match=r"data\.voxel_size must be > 0"):
         check_config(load_config(DEMO, ["data.voxel_size=0"]))
     with pytest.raises(ConfigError, match=r"eval\.split"):
         check_config(load_config(DEMO, ["eval.split=dev"]))
@@ -268,3 +270,22 @@ def test_config_round_trips_through_dict_and_yaml(tmp_path: Path) -> None:
     assert loaded.optim["lr"] == 1e-7 and loaded.data.root == "1e5"
     assert loaded.train.clip_grad_norm == 2.0
     assert load_config(_write(tmp_path / "again.yaml", dump_config(loaded))) == config
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.log_every=0", "train.log_every must be >= 1"),
+        ("train.checkpoint_every=0", "train.checkpoint_every must be >= 1"),
+        ("train.clip_grad_norm=-1", "train.clip_grad_norm must be > 0"),
+        ("schedule.warmup_start=-1", "warmup_start must be in [0, 1]"),
+        ("eval.tta.flips=[]", "must not be empty"),
+        ("eval.tta.scales=[0]", "eval.tta.scales must be > 0"),
+        ("data.batch_size=0", "data.batch_size must be >= 1"),
+        ("method={name: supervised, class_weights: [1, 2]}", "2 values for 19 classes"),
+    ],
+)
+def test_values_that_would_fail_mid_run_are_rejected_up_front(override, message):
+    config = load_config(DEMO, [override])
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_config(config)

@@ -4,9 +4,9 @@ evaluated on held-out scans, predictions exported in the dataset's own format.
     python tools/demo.py [--out work_dirs/demo] [--dataset outdoor|s3dis|scannet]
                          [--set key.path=value ...]
 
-``outdoor`` (default) writes five LiDAR streets in SemanticKITTI format (sequences 00-03 train,
-04 validates); ``s3dis`` and ``scannet`` write indoor rooms in those formats. Each uses its config in
-``configs/demo/``.
+``outdoor`` (default) writes five LiDAR streets in SemanticKITTI format (sequences 00-03
+train, 04 validates); ``s3dis`` and ``scannet`` write indoor rooms in those formats. Each uses
+its config in ``configs/demo/``.
 
 Data are regenerated only when missing or written with other settings; a finished training run
 is reused, an interrupted one resumed. The demo only ever writes inside ``--out``.
@@ -20,8 +20,9 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from pcseg.config import load_config
+from pcseg.config import Config, load_config
 from pcseg.data.synthetic import write_indoor_s3dis, write_indoor_scannet, write_outdoor_sequences
+from pcseg.engine.checkpoint import CheckpointManager
 from pcseg.engine.inference import test_checkpoint
 from pcseg.engine.trainer import fit
 
@@ -70,16 +71,24 @@ def write_data(data: Path, dataset: str, frames: int, seed: int) -> Path:
     return root
 
 
-def train(config, run_dir: Path) -> Path:
-    """Train, resume an interrupted run, or reuse a finished one; returns the last checkpoint."""
+def train(config: Config, run_dir: Path) -> Path:
+    """Train, resume an interrupted run, or reuse a finished one; returns the last checkpoint.
+
+    A run dir trained with another config (other data seed, other ``--set``) is not touched.
+    """
+    saved = run_dir / "config.yaml"
+    checkpoints = CheckpointManager(run_dir / "checkpoints").paths()
+    if checkpoints and load_config(saved) != config:
+        raise SystemExit(
+            f"{run_dir} holds a run made with another config; remove it or pass another --out"
+        )
     summary_path = run_dir / "train_summary.json"
     if summary_path.is_file():
         summary = json.loads(summary_path.read_text())
         if summary["steps"] == config.train.max_steps and Path(summary["checkpoint"]).is_file():
             print(f"{run_dir}: training finished earlier, reusing it")
             return Path(summary["checkpoint"])
-    resume = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir())
-    return Path(fit(config, run_dir, resume=resume)["checkpoint"])
+    return Path(fit(config, run_dir, resume=bool(checkpoints))["checkpoint"])
 
 
 def main() -> None:

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             export_dir=args.export,
             overwrite=args.overwrite,
         )
-    except (ConfigError, CheckpointError, DataFormatError, FileExistsError, KeyError) as error:
+    except (ConfigError, CheckpointError, DataFormatError, OSError, KeyError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(scores["table"])

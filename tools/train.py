@@ -4,7 +4,7 @@
     torchrun --nproc_per_node 2 tools/train.py CONFIG ...      (data-parallel)
 
 The resolved config, checkpoints (``checkpoints/step_*.pth``), ``metrics.jsonl`` and TensorBoard
-logs (``tensorboard/``) go to the work dir (default ``work_dirs/<config name>``).
+logs (``tensorboard/``) go to the work dir (default ``work_dirs/<config folder>/<config name>``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from pcseg.config import load_config
+from pcseg.data.formats.validation import DataFormatError
 from pcseg.engine import distributed
 from pcseg.engine.trainer import TrainingDiverged, fit
 from pcseg.registry import ConfigError
@@ -27,11 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue the run in --work-dir")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    work_dir = args.work_dir or Path("work_dirs") / args.config.stem
+    work_dir = args.work_dir or Path("work_dirs") / args.config.parent.name / args.config.stem
     try:
         config = load_config(args.config, args.overrides)
         summary = fit(config, work_dir, resume=args.resume, progress=not args.no_progress)
-    except (ConfigError, FileExistsError, FileNotFoundError, TrainingDiverged) as error:
+    except (ConfigError, DataFormatError, OSError, ValueError, TrainingDiverged) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     finally:

@@ -57,21 +57,42 @@ def check_config(config: Config) -> None:
     METHODS.check(config.method, where="method")
     OPTIMIZERS.check(config.optim, where="optim", provided=("params",))
     SCHEDULES.check(config.schedule, where="schedule", provided=("max_steps",))
-    warmup = config.schedule.get("warmup_steps", 0)
-    if not 0 <= warmup < config.train.max_steps:
-        raise ConfigError(
-            f"schedule.warmup_steps ({warmup}) must be >= 0 and < train.max_steps "
-            f"({config.train.max_steps})"
-        )
     if config.eval.split not in SPLITS:
         raise ConfigError(f"eval.split: {config.eval.split!r}; valid: {', '.join(SPLITS)}")
-    positive = {
-        "data.voxel_size": config.data.voxel_size,
-        "train.max_steps": config.train.max_steps,
+    _check_ranges(config)
+    weights = config.method.get("class_weights")
+    classes = len(DATASETS.get(config.data.name).class_names)
+    if weights is not None and len(weights) != classes:
+        raise ConfigError(f"method.class_weights: {len(weights)} values for {classes} classes")
+
+
+def _check_ranges(config: Config) -> None:
+    """Numbers that would otherwise fail (or silently misbehave) in the middle of a run."""
+    train, data, tta = config.train, config.data, config.eval.tta
+    warmup = config.schedule.get("warmup_steps", 0)
+    start = config.schedule.get("warmup_start", 0.01)
+    rules = {
+        "data.voxel_size must be > 0": data.voxel_size > 0,
+        "data.point_budget must be >= 1": data.point_budget >= 1,
+        "data.batch_size must be >= 1": data.batch_size >= 1,
+        "data.num_workers must be >= 0": data.num_workers >= 0,
+        "train.max_steps must be >= 1": train.max_steps >= 1,
+        "train.log_every must be >= 1": train.log_every >= 1,
+        "train.checkpoint_every must be >= 1": train.checkpoint_every >= 1,
+        "train.eval_every must be >= 0 (0: only at the end)": train.eval_every >= 0,
+        "train.keep_checkpoints must be >= 1": train.keep_checkpoints >= 1,
+        "train.clip_grad_norm must be > 0 or null": (train.clip_grad_norm or 1.0) > 0,
+        f"schedule.warmup_steps ({warmup}) must be in [0, train.max_steps)": 0
+        <= warmup
+        < train.max_steps,
+        "schedule.warmup_start must be in [0, 1]": 0 <= start <= 1,
+        "eval.tta.rotations must be >= 1": tta.rotations >= 1,
+        "eval.tta.flips and eval.tta.scales must not be empty": bool(tta.flips and tta.scales),
+        "eval.tta.scales must be > 0": all(scale > 0 for scale in tta.scales),
     }
-    for name, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"{name} must be positive, got {value}")
+    broken = [rule for rule, holds in rules.items() if not holds]
+    if broken:
+        raise ConfigError("; ".join(broken))
 
 
 def build_dataset(config: Config, split: str, *, augment: bool | None = None) -> SceneDataset:

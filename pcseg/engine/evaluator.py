@@ -76,9 +76,9 @@ def predict_probabilities(
     return total / len(views)
 
 
-def _full_resolution(sample: Sample, pred: Tensor, num_points: int) -> np.ndarray:
-    """Predictions in the scan's own point order (-1 where a test transform dropped a point)."""
-    full = np.full(num_points, -1, dtype=np.int64)
+def _full_resolution(sample: Sample, pred: Tensor) -> np.ndarray:
+    """Predictions in the scan's own point order (test transforms may reorder points)."""
+    full = np.empty(int(sample["points_read"]), dtype=np.int64)
     full[sample["point_index"]] = pred.cpu().numpy()
     return full
 
@@ -110,6 +110,11 @@ def evaluate(
     indices = range(rank, len(dataset), world_size)
     for index in tqdm(indices, desc="evaluating", unit="scan", disable=not progress):
         sample = dataset[index]
+        if len(sample["coord"]) != sample["points_read"]:
+            raise ValueError(
+                f"{dataset.scene_id(index)}: the test transforms dropped points; evaluation "
+                "scores every point, so remove cropping transforms from data.test_transforms"
+            )
         probabilities = predict_probabilities(
             model, sample, voxel_size=voxel_size, features=features, device=device, views=views
         )
@@ -117,13 +122,7 @@ def evaluate(
         label = torch.from_numpy(sample["label"])
         confusion += confusion_matrix(pred, label, dataset.num_classes)
         if export_dir is not None:
-            full = _full_resolution(sample, pred, int(sample["points_read"]))
-            if (full < 0).any():
-                raise ValueError(
-                    f"{dataset.scene_id(index)}: the test transforms dropped points, so "
-                    "predictions cannot be exported for every point; remove cropping transforms"
-                )
-            dataset.export(index, full, export_dir)
+            dataset.export(index, _full_resolution(sample, pred), export_dir)
     model.train(was_training)
     confusion = all_reduce_sum(confusion.to(device)).cpu()
     scores = segmentation_scores(confusion)

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from pcseg.config import Config
+from pcseg.data.datasets import DATASETS
 from pcseg.data.formats.files import write_text
 from pcseg.engine import build
 from pcseg.engine.checkpoint import load_checkpoint
@@ -16,14 +17,33 @@ from pcseg.engine.evaluator import evaluate
 from pcseg.engine.metrics import format_table
 from pcseg.models.segmentor import Segmentor
 
+# What a model's predictions depend on besides its weights: these must match the checkpoint.
+_MODEL_INPUTS = (("data", "name"), ("data", "voxel_size"), ("data", "features"), ("model",))
+
+
+def _check_same_inputs(checkpoint: str | Path, saved: dict, config: Config) -> None:
+    current = config.to_dict()
+    for path in _MODEL_INPUTS:
+        old, new = saved, current
+        for key in path:
+            old, new = old.get(key), new.get(key)
+        if old != new:
+            raise ValueError(
+                f"{checkpoint}: trained with {'.'.join(path)} = {old}, but the config has {new}"
+            )
+
 
 def load_model(config: Config, checkpoint: str | Path, device: torch.device) -> Segmentor:
-    """The config's model with the checkpoint's weights (strict: every key must match)."""
+    """The config's model with the checkpoint's weights (strict: every key must match).
+
+    The checkpoint's dataset, voxel size, input features and model must be the config's.
+    """
     state = load_checkpoint(checkpoint)
-    if "model" not in state:
-        raise KeyError(f"{checkpoint}: checkpoint holds no model weights")
-    dataset_classes = build.build_dataset(config, "train", augment=False).num_classes
-    model = build.build_model(config, dataset_classes)
+    if "model" not in state or "config" not in state:
+        raise KeyError(f"{checkpoint}: not a training checkpoint (no model weights or config)")
+    _check_same_inputs(checkpoint, state["config"], config)
+    num_classes = len(DATASETS.get(config.data.name).class_names)
+    model = build.build_model(config, num_classes)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as error:
@@ -53,6 +73,8 @@ def test_checkpoint(
     metrics_path = Path(out_dir) / "metrics.json"
     if metrics_path.exists() and not overwrite:
         raise FileExistsError(f"{metrics_path} exists; pass --overwrite or another --out")
+    if export_dir is not None and Path(export_dir).exists() and any(Path(export_dir).iterdir()):
+        raise FileExistsError(f"{export_dir} is not empty; export into a new folder")
     device = select_device(config.train.device)
     model = load_model(config, checkpoint, device)
     dataset = build.build_dataset(config, split)

@@ -52,10 +52,11 @@ def seed_everything(seed: int) -> None:
 def prepare_work_dir(work_dir: Path, config: Config, *, resume: bool) -> None:
     """Create the work dir and save the resolved config; never reuse another run's folder.
 
-    On resume the config is saved again only after it was checked against the checkpoint's.
+    A folder whose run stopped before its first checkpoint holds nothing to resume and is
+    started afresh. On resume the config is saved again after it was checked against the
+    checkpoint's.
     """
-    checkpoints = work_dir / "checkpoints"
-    has_run = checkpoints.is_dir() and any(checkpoints.glob("step_*.pth"))
+    has_run = bool(CheckpointManager(work_dir / "checkpoints").paths())
     if has_run and not resume:
         raise FileExistsError(
             f"{work_dir} already holds a run (checkpoints/); pass --resume to continue it, "
@@ -63,56 +64,86 @@ def prepare_work_dir(work_dir: Path, config: Config, *, resume: bool) -> None:
         )
     work_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
-        write_text(work_dir / "config.yaml", dump_config(config), overwrite=False)
+        write_text(work_dir / "config.yaml", dump_config(config), overwrite=True)
 
 
-def _check_resumable(saved: dict[str, Any], config: Config) -> None:
-    """Only the run length may change on resume; anything else would not be the same run."""
-    old, new = config_from_dict(saved).to_dict(), config.to_dict()
-    old["train"]["max_steps"] = new["train"]["max_steps"]
-    changed = [key for key in new if old[key] != new[key]]
+# What may change when a run is resumed: its length, bookkeeping and evaluation, not its data,
+# model or optimisation.
+RESUMABLE_CHANGES = (
+    "train.max_steps", "train.log_every", "train.eval_every", "train.checkpoint_every",
+    "train.keep_checkpoints", "train.device", "data.num_workers", "eval.",
+)  # fmt: skip
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value and prefix.count(".") < 1:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _check_resumable(state: dict[str, Any], config: Config, world_size: int) -> None:
+    old = _flatten(config_from_dict(state["config"]).to_dict())
+    new = _flatten(config.to_dict())
+    changed = [
+        key
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key) and not key.startswith(RESUMABLE_CHANGES)
+    ]
     if changed:
         raise ValueError(f"cannot resume: the config differs from the checkpoint's in {changed}")
+    if state["world_size"] != world_size:
+        raise ValueError(
+            f"cannot resume: the checkpoint was written by {state['world_size']} process(es), "
+            f"this run has {world_size}; the order of the batches would change"
+        )
 
 
-def _state(model, optimizer, scheduler, scaler, position: Position, config: Config) -> dict:
+def _state(model, optimizer, scheduler, scaler, position: Position, config: Config, world_size):
     return {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict(),
         "position": dataclasses.asdict(position),
+        "world_size": world_size,
         "rng": capture_rng_state(),
         "config": config.to_dict(),
     }
 
 
-def _resume(manager, model, optimizer, scheduler, scaler, config: Config) -> Position:
+def _resume(manager, model, optimizer, scheduler, scaler, config: Config, world_size) -> Position:
     found = manager.latest_valid()
     if found is None:
         raise FileNotFoundError(f"--resume: no usable checkpoint in {manager.directory}")
     path, state = found
-    _check_resumable(state["config"], config)
+    _check_resumable(state, config, world_size)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    scaler.load_state_dict(state["scaler"])
+    # The schedule's own attributes come back from the checkpoint; the run may be longer now.
+    schedule = scheduler.lr_lambdas[0]
+    schedule.max_steps = config.train.max_steps
+    for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+        group["lr"] = base * schedule(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+    if state["scaler"]:  # empty when the run started without AMP (e.g. on a CPU)
+        scaler.load_state_dict(state["scaler"])
     restore_rng_state(state["rng"])
     print(f"resumed from {path}")
     return Position(**state["position"])
 
 
-def _optimizer_step(loss, model, optimizer, scaler, config: Config) -> float | None:
-    """Backward, clip, step. Returns the gradient norm when clipping (None otherwise)."""
+def _backward(loss, model, optimizer, scaler, config: Config) -> float:
+    """Backward and clip; returns the total gradient norm (computed before any clipping)."""
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
-    norm = None
-    if config.train.clip_grad_norm:
-        scaler.unscale_(optimizer)
-        norm = float(nn.utils.clip_grad_norm_(model.parameters(), config.train.clip_grad_norm))
-    scaler.step(optimizer)
-    scaler.update()
-    return norm
+    scaler.unscale_(optimizer)
+    limit = config.train.clip_grad_norm or float("inf")
+    return float(nn.utils.clip_grad_norm_(model.parameters(), limit))
 
 
 def _diverged(step: int, what: str, value: float, batch, manager: CheckpointManager) -> Exception:
@@ -161,13 +192,13 @@ def fit(config: Config, work_dir: str | Path, *, resume: bool = False, progress:
     manager = CheckpointManager(work_dir / "checkpoints", keep=config.train.keep_checkpoints)
     position = Position()
     if resume:
-        position = _resume(manager, model, optimizer, scheduler, scaler, config)
+        position = _resume(manager, model, optimizer, scheduler, scaler, config, info.world_size)
         if info.is_main:
             write_text(work_dir / "config.yaml", dump_config(config), overwrite=True)
     trained = model
     if info.world_size > 1:
         trained = nn.parallel.DistributedDataParallel(model)
-    log = RunLog(work_dir, enabled=info.is_main)
+    log = RunLog(work_dir, enabled=info.is_main, start_step=position.step)
     bar = tqdm(
         total=config.train.max_steps,
         initial=position.step,
@@ -186,9 +217,13 @@ def fit(config: Config, work_dir: str | Path, *, resume: bool = False, progress:
             loss_value = float(loss.detach())
             if not distributed.all_ranks_true(np.isfinite(loss_value), info.device):
                 raise _diverged(position.step + 1, "the loss", loss_value, batch, manager)
-            norm = _optimizer_step(loss, trained, optimizer, scaler, config)
-            if norm is not None and not use_amp and not np.isfinite(norm):
+            norm = _backward(loss, trained, optimizer, scaler, config)
+            # Under AMP an inf gradient is the scaler's signal to skip the step and lower
+            # its scale; without it, it means the run has diverged.
+            if not use_amp and not distributed.all_ranks_true(np.isfinite(norm), info.device):
                 raise _diverged(position.step + 1, "the gradient norm", norm, batch, manager)
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             position.step += 1
             position.batch_in_epoch += 1
@@ -210,7 +245,9 @@ def fit(config: Config, work_dir: str | Path, *, resume: bool = False, progress:
                 if len(set(checksums)) != 1:
                     raise RuntimeError(f"replicas differ across ranks: {checksums}")
                 if info.is_main:
-                    state = _state(model, optimizer, scheduler, scaler, position, config)
+                    state = _state(
+                        model, optimizer, scheduler, scaler, position, config, info.world_size
+                    )
                     manager.save(position.step, state)
             evaluate_now = config.train.eval_every and position.step % config.train.eval_every == 0
             if val_set is not None and (evaluate_now or at_end):

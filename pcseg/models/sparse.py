@@ -12,10 +12,12 @@ used for training:
   submanifold convolution of 20k voxels on 2 threads; exact on 1 thread).
 
 So, for CPU tensors only, ``indice_conv`` and ``indice_conv_backward`` -- the two functions that
-spconv's autograd functions call for every (submanifold, strided, inverse) convolution -- are
-replaced by the same gather -> matmul -> scatter-add over spconv's own rulebook, written with
-``index_select``, ``mm`` and ``index_add_`` (deterministic on CPU). CUDA tensors go to spconv's
-kernels unchanged. ``tests/models/test_sparse.py`` checks both directions against a dense
+spconv's autograd functions call for every (submanifold, strided, inverse) convolution of its
+"native" algorithm -- are replaced by the same gather -> matmul -> scatter-add over spconv's own
+rulebook, written with ``index_select``, ``mm`` and ``index_add_`` (deterministic on CPU). A CUDA
+build of spconv gives most layers its implicit-GEMM algorithm, which exists only on CUDA, so a
+layer called with CPU features runs that call with the native algorithm. CUDA tensors go to
+spconv's kernels unchanged. ``tests/models/test_sparse.py`` checks both directions against a dense
 ``conv3d`` and the whole network against finite differences.
 
 spconv also calls ``torch.fx``'s deprecated ``is_fx_tracing`` on every forward; torch 2.13 logs a
@@ -35,6 +37,8 @@ import spconv.pytorch.ops as _spconv_ops
 import torch
 from torch import Tensor
 
+_Convolution = spconv.conv.SparseConvolution
+_spconv_convolution_forward = _Convolution.forward
 _spconv_indice_conv = _spconv_ops.indice_conv
 _spconv_indice_conv_backward = _spconv_ops.indice_conv_backward
 
@@ -132,6 +136,16 @@ def _indice_conv_backward(
     return indice_conv_backward_cpu(features.contiguous(), filters, *args[:3], **flags)
 
 
+def _convolution_forward(self: _Convolution, input: spconv.SparseConvTensor):
+    if input.features.is_cuda or self.algo == spconv.ConvAlgo.Native:
+        return _spconv_convolution_forward(self, input)
+    chosen, self.algo = self.algo, spconv.ConvAlgo.Native
+    try:
+        return _spconv_convolution_forward(self, input)
+    finally:
+        self.algo = chosen
+
+
 class _DropFxTracingNotice(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return "is_fx_tracing will return true" not in record.getMessage()
@@ -140,6 +154,7 @@ class _DropFxTracingNotice(logging.Filter):
 if _spconv_ops.indice_conv is not _indice_conv:
     _spconv_ops.indice_conv = _indice_conv
     _spconv_ops.indice_conv_backward = _indice_conv_backward
+    _Convolution.forward = _convolution_forward
     logging.getLogger("torch.fx._symbolic_trace").addFilter(_DropFxTracingNotice())
 
 __all__ = ["indice_conv_backward_cpu", "indice_conv_cpu", "spconv"]

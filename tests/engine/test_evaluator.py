@@ -160,18 +160,23 @@ def test_evaluate_scores_every_labelled_point(model, dataset, tmp_path: Path) ->
     assert scores["allacc"] == pytest.approx(np.trace(expected) / counts.sum())
 
 
-def test_export_refuses_dropped_points(model, dataset, tmp_path: Path) -> None:
+def test_evaluation_refuses_dropped_points(model, dataset, tmp_path: Path) -> None:
     cropped = SemanticKITTIDataset(
         dataset.root,
         sequences=["00"],
         transforms=build_transforms([{"name": "sphere_crop", "max_points": 500}]),
     )
-    with pytest.raises(ValueError, match="dropped points"):
-        evaluate(
-            model, cropped, voxel_size=VOXEL, features=FEATURES, device=CPU, export_dir=tmp_path
-        )
-    scores = evaluate(model, cropped, voxel_size=VOXEL, features=FEATURES, device=CPU)
-    assert scores["points"] <= 2 * 500
+    for export_dir in (tmp_path, None):
+        with pytest.raises(ValueError, match="dropped points"):
+            evaluate(
+                model,
+                cropped,
+                voxel_size=VOXEL,
+                features=FEATURES,
+                device=CPU,
+                export_dir=export_dir,
+            )
+    assert not any(tmp_path.iterdir())
 
 
 def test_tta_averages_the_views(model, dataset) -> None:

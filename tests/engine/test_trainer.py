@@ -70,10 +70,36 @@ def test_existing_run_is_never_reused_without_resume(one_scene, tmp_path, make_c
         fit(config, tmp_path / "run", progress=False)
     assert (tmp_path / "run" / "config.yaml").read_bytes() == saved
     changed = config_from_dict(make_config(one_scene, optim={"lr": 0.5}, train={"max_steps": 2}))
-    with pytest.raises(ValueError, match="differs from the checkpoint's in \\['optim'\\]"):
+    with pytest.raises(ValueError, match=r"differs from the checkpoint's in \['optim.lr'\]"):
         fit(changed, tmp_path / "run", resume=True, progress=False)
     longer = config_from_dict(make_config(one_scene, train={"max_steps": 2}))
     assert fit(longer, tmp_path / "run", resume=True, progress=False)["steps"] == 2
+
+
+def test_resume_with_more_steps_stretches_the_schedule(one_scene, tmp_path, make_config):
+    schedule = {"name": "cosine"}
+    train = {"max_steps": 2, "log_every": 1}
+    short = config_from_dict(make_config(one_scene, schedule=schedule, train=train))
+    fit(short, tmp_path / "run", progress=False)
+    train["max_steps"] = 4
+    longer = config_from_dict(make_config(one_scene, schedule=schedule, train=train))
+    fit(longer, tmp_path / "run", resume=True, progress=False)
+    rates = [r["lr"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if "lr" in r]
+    # Steps 1, 2 of the 2-step run, then 3, 4 of the resumed 4-step run, whose learning rate
+    # after step 3 is 0.01 * 0.5 * (1 + cos(3 pi / 4)), not the finished short schedule's 0.
+    third = 0.01 * 0.5 * (1 + np.cos(np.pi * 3 / 4))
+    assert rates == pytest.approx([0.005, 0.0, third, 0.0])
+
+
+def test_run_stopped_before_its_first_checkpoint_starts_afresh(one_scene, tmp_path, make_config):
+    raw = make_config(one_scene, train={"max_steps": 2, "log_every": 1})
+    work = tmp_path / "run"
+    work.mkdir()
+    (work / "config.yaml").write_text("stale: true\n")
+    (work / "metrics.jsonl").write_text(json.dumps({"step": 7, "split": "train"}) + "\n")
+    fit(config_from_dict(raw), work, progress=False)
+    assert [r["step"] for r in read_metrics(work / "metrics.jsonl")] == [1, 2, 2]
+    assert load_config(work / "config.yaml") == config_from_dict(raw)
 
 
 def test_resume_without_checkpoint_is_a_clear_error(one_scene, tmp_path, make_config):

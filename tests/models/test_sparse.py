@@ -102,3 +102,14 @@ def test_fused_activation_is_refused_on_cpu(subm):
             subm,
             act_type=ops.tv.gemm.Activation.ReLU,
         )
+
+
+def test_cpu_features_use_the_native_algorithm_whatever_the_layer_was_built_with():
+    """A CUDA build of spconv builds most layers with implicit GEMM, which has no CPU path."""
+    indices, feat = _cloud(4, 3)
+    conv = spconv.SubMConv3d(3, 4, 3, padding=1, bias=False, indice_key="s").double()
+    reference = conv(spconv.SparseConvTensor(feat, indices, [GRID] * 3, 1)).features
+    conv.algo = spconv.ConvAlgo.MaskImplicitGemm
+    out = conv(spconv.SparseConvTensor(feat, indices, [GRID] * 3, 1)).features
+    torch.testing.assert_close(out, reference)
+    assert conv.algo == spconv.ConvAlgo.MaskImplicitGemm

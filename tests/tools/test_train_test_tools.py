@@ -96,3 +96,22 @@ def test_bad_override_is_rejected_with_valid_names(small_sequences, tmp_path, ca
     code = load_tool("train").main([str(config), "--set", "train.max_step=3"])
     assert code == 2
     assert "max_steps" in capsys.readouterr().err
+
+
+def test_checkpoint_from_another_setting_or_a_used_export_folder_is_refused(
+    small_sequences, tmp_path, capsys
+):
+    config = _config(tmp_path, small_sequences)
+    work = tmp_path / "run"
+    assert load_tool("train").main([str(config), "--work-dir", str(work), "--no-progress"]) == 0
+    checkpoint = str(work / "checkpoints" / "step_00000003.pth")
+    capsys.readouterr()
+    args = [str(config), "--checkpoint", checkpoint, "--set", "data.voxel_size=0.1"]
+    assert load_tool("test").main(args) == 2
+    assert "trained with data.voxel_size = 0.2" in capsys.readouterr().err
+    used = tmp_path / "export"
+    used.mkdir()
+    (used / "notes.txt").write_text("mine")
+    assert load_tool("test").main([str(config), "--checkpoint", checkpoint, "--export", str(used)])
+    assert "not empty" in capsys.readouterr().err
+    assert (used / "notes.txt").read_text() == "mine"
