@@ -35,8 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataFormatError, OSError, ValueError, TrainingDiverged) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    finally:
-        distributed.teardown()
+    distributed.teardown()
     if summary["val"] is not None and summary["checkpoint"]:
         val = summary["val"]
         print(f"val mIoU {100 * (val['miou'] or 0):.2f}  allAcc {100 * (val['allacc'] or 0):.2f}")

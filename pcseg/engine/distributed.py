@@ -50,7 +50,15 @@ def setup(device_preference: str = "auto") -> DistInfo:
 
 
 def teardown() -> None:
+    """Leave the process group after a successful run.
+
+    All ranks meet at a barrier first: a rank that destroys its group while another still
+    talks to it can make gloo abort that other process ("terminate called without an active
+    exception"). After a failure do not call this (other ranks may be stuck in a collective);
+    the launcher stops them.
+    """
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
