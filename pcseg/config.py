@@ -232,5 +232,27 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
     return from_dict(Config, data)
 
 
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"section.key": value}``: sections and component specs opened one level deep."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value and not prefix:
+            flat.update(_flatten(value, f"{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_changes(old: Config, new: Config) -> dict[str, tuple[Any, Any]]:
+    """Keys (``section.key``, e.g. ``optim.lr``, ``model.backbone``) whose values differ, sorted,
+    with their (old, new) values."""
+    before, after = _flatten(old.to_dict()), _flatten(new.to_dict())
+    return {
+        key: (before.get(key), after.get(key))
+        for key in sorted(set(before) | set(after))
+        if before.get(key) != after.get(key)
+    }
+
+
 def dump_config(config: Config) -> str:
     return yaml.dump(config.to_dict(), Dumper=_Dumper, sort_keys=False)

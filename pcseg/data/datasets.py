@@ -9,6 +9,7 @@ batching) and how to write predictions in its native format.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,8 +28,8 @@ from pcseg.registry import Registry
 DATASETS: Registry = Registry("dataset")
 
 
-class SceneDataset(Dataset):
-    """Base class: subclasses list their scans and implement ``read``, ``num_points``, ``export``.
+class SceneDataset(Dataset, abc.ABC):
+    """Base class: subclasses list their scans and implement the abstract methods.
 
     Attributes:
         class_names: class names of the dataset's meta module, index = class id.
@@ -45,23 +46,25 @@ class SceneDataset(Dataset):
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @abc.abstractmethod
     def __len__(self) -> int:
-        raise NotImplementedError
+        """Number of scans."""
 
+    @abc.abstractmethod
     def scene_id(self, index: int) -> str:
-        raise NotImplementedError
+        """Identifier of a scan, unique in the dataset."""
 
+    @abc.abstractmethod
     def read(self, index: int) -> Sample:
         """The scan as its reader returns it."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def num_points(self, index: int) -> int:
         """An upper bound of the scan's point count, without reading the points."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def export(self, index: int, classes: np.ndarray, out_dir: Path) -> list[Path]:
         """Write predicted classes (one per point, reader order) in the native format."""
-        raise NotImplementedError
 
     def __getitem__(self, key: int | tuple[int, int]) -> Sample:
         index, seed = key if isinstance(key, tuple) else (key, 0)

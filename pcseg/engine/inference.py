@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from pcseg.config import Config
+from pcseg.config import Config, config_changes, config_from_dict
 from pcseg.data.datasets import DATASETS
 from pcseg.data.formats.files import write_text
 from pcseg.engine import build
@@ -18,19 +18,13 @@ from pcseg.engine.metrics import format_table
 from pcseg.models.segmentor import Segmentor
 
 # What a model's predictions depend on besides its weights: these must match the checkpoint.
-_MODEL_INPUTS = (("data", "name"), ("data", "voxel_size"), ("data", "features"), ("model",))
+_MODEL_INPUTS = ("data.name", "data.voxel_size", "data.features", "model.backbone")
 
 
 def _check_same_inputs(checkpoint: str | Path, saved: dict, config: Config) -> None:
-    current = config.to_dict()
-    for path in _MODEL_INPUTS:
-        old, new = saved, current
-        for key in path:
-            old, new = old.get(key), new.get(key)
-        if old != new:
-            raise ValueError(
-                f"{checkpoint}: trained with {'.'.join(path)} = {old}, but the config has {new}"
-            )
+    for key, (old, new) in config_changes(config_from_dict(saved), config).items():
+        if key in _MODEL_INPUTS:
+            raise ValueError(f"{checkpoint}: trained with {key} = {old}, but the config has {new}")
 
 
 def load_model(config: Config, checkpoint: str | Path, device: torch.device) -> Segmentor:

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from pcseg.config import Config, config_from_dict, dump_config
+from pcseg.config import Config, config_changes, config_from_dict, dump_config
 from pcseg.data.formats.files import write_text
 from pcseg.engine import build, distributed
 from pcseg.engine.checkpoint import CheckpointManager, capture_rng_state, restore_rng_state
@@ -49,12 +49,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def prepare_work_dir(work_dir: Path, config: Config, *, resume: bool) -> None:
-    """Create the work dir and save the resolved config; never reuse another run's folder.
+def prepare_work_dir(work_dir: Path, *, resume: bool) -> None:
+    """Create the work dir; never reuse another run's folder.
 
     A folder whose run stopped before its first checkpoint holds nothing to resume and is
-    started afresh. On resume the config is saved again after it was checked against the
-    checkpoint's.
+    started afresh.
     """
     has_run = bool(CheckpointManager(work_dir / "checkpoints").paths())
     if has_run and not resume:
@@ -63,8 +62,6 @@ def prepare_work_dir(work_dir: Path, config: Config, *, resume: bool) -> None:
             "or choose another --work-dir"
         )
     work_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        write_text(work_dir / "config.yaml", dump_config(config), overwrite=True)
 
 
 # What may change when a run is resumed: its length, bookkeeping and evaluation, not its data,
@@ -75,24 +72,9 @@ RESUMABLE_CHANGES = (
 )  # fmt: skip
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value and prefix.count(".") < 1:
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def _check_resumable(state: dict[str, Any], config: Config, world_size: int) -> None:
-    old = _flatten(config_from_dict(state["config"]).to_dict())
-    new = _flatten(config.to_dict())
-    changed = [
-        key
-        for key in sorted(set(old) | set(new))
-        if old.get(key) != new.get(key) and not key.startswith(RESUMABLE_CHANGES)
-    ]
+    changes = config_changes(config_from_dict(state["config"]), config)
+    changed = [key for key in changes if not key.startswith(RESUMABLE_CHANGES)]
     if changed:
         raise ValueError(f"cannot resume: the config differs from the checkpoint's in {changed}")
     if state["world_size"] != world_size:
@@ -177,7 +159,7 @@ def fit(config: Config, work_dir: str | Path, *, resume: bool = False, progress:
     info = distributed.setup(config.train.device)
     seed_everything(config.seed)
     if info.is_main:
-        prepare_work_dir(work_dir, config, resume=resume)
+        prepare_work_dir(work_dir, resume=resume)
     train_set = build.build_dataset(config, "train")
     val_set = build.build_dataset(config, "val") if config.data.val is not None else None
     loader, sampler = build.build_train_loader(
@@ -193,8 +175,8 @@ def fit(config: Config, work_dir: str | Path, *, resume: bool = False, progress:
     position = Position()
     if resume:
         position = _resume(manager, model, optimizer, scheduler, scaler, config, info.world_size)
-        if info.is_main:
-            write_text(work_dir / "config.yaml", dump_config(config), overwrite=True)
+    if info.is_main:  # after a resume only once the config was checked against the checkpoint's
+        write_text(work_dir / "config.yaml", dump_config(config), overwrite=True)
     trained = model
     if info.world_size > 1:
         trained = nn.parallel.DistributedDataParallel(model)
