@@ -289,3 +289,8 @@ def test_values_that_would_fail_mid_run_are_rejected_up_front(override, message)
     config = load_config(DEMO, [override])
     with pytest.raises(ConfigError, match=re.escape(message)):
         check_config(config)
+
+
+def test_unknown_tta_flip_is_rejected_before_training():
+    with pytest.raises(ConfigError, match=re.escape("eval.tta.flips: 'z'")):
+        check_config(load_config(DEMO, ["eval.tta.flips=[none, z]"]))

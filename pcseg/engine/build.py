@@ -17,6 +17,7 @@ from pcseg.config import Config
 from pcseg.data.collate import PointBudgetBatches, collate
 from pcseg.data.datasets import DATASETS, SceneDataset
 from pcseg.data.transforms import FEATURE_CHANNELS, TRANSFORMS, build_transforms
+from pcseg.engine.evaluator import tta_views
 from pcseg.engine.optim import OPTIMIZERS, SCHEDULES
 from pcseg.methods import METHODS
 from pcseg.models.backbones import BACKBONES
@@ -60,6 +61,10 @@ def check_config(config: Config) -> None:
     if config.eval.split not in SPLITS:
         raise ConfigError(f"eval.split: {config.eval.split!r}; valid: {', '.join(SPLITS)}")
     _check_ranges(config)
+    try:
+        tta_views(config.eval.tta)  # the evaluator's own validation, run before training
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     weights = config.method.get("class_weights")
     classes = len(DATASETS.get(config.data.name).class_names)
     if weights is not None and len(weights) != classes:
