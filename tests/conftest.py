@@ -4,6 +4,8 @@ synthetic SemanticKITTI-format data with config dicts for training tests."""
 from __future__ import annotations
 
 import copy
+import struct
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -74,3 +76,24 @@ def config_dict(root: Path, **sections) -> dict:
 def make_config():
     """:func:`config_dict` as a fixture."""
     return config_dict
+
+
+def flip_record_byte(path: Path, suffix: str) -> None:
+    """Flip one bit in the middle of the stored bytes of the zip record ending in ``suffix``.
+
+    The middle of the whole file may fall in a record header's alignment padding, which no
+    CRC covers and which cannot change what loads; a record's own bytes always matter.
+    """
+    with zipfile.ZipFile(path) as archive:
+        info = next(i for i in archive.infolist() if i.filename.endswith(suffix))
+    data = bytearray(path.read_bytes())
+    name_len, extra_len = struct.unpack_from("<HH", data, info.header_offset + 26)
+    offset = info.header_offset + 30 + name_len + extra_len
+    data[offset + info.compress_size // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+@pytest.fixture
+def corrupt_record():
+    """:func:`flip_record_byte` as a fixture."""
+    return flip_record_byte

@@ -71,7 +71,7 @@ def test_train_then_test_with_tta_and_export(small_sequences, tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
 
 
-def test_corrupt_checkpoint_is_refused(small_sequences, tmp_path, capsys):
+def test_corrupt_checkpoint_is_refused(small_sequences, tmp_path, capsys, corrupt_record):
     config = _config(tmp_path, small_sequences)
     work = tmp_path / "run"
     assert load_tool("train").main([str(config), "--work-dir", str(work), "--no-progress"]) == 0
@@ -85,10 +85,10 @@ def test_corrupt_checkpoint_is_refused(small_sequences, tmp_path, capsys):
     assert str(truncated) in error and ("truncated" in error or "corrupt" in error)
     flipped = tmp_path / "flipped.pth"
     shutil.copy(good, flipped)
-    data = bytearray(flipped.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    flipped.write_bytes(bytes(data))
+    corrupt_record(flipped, "data.pkl")
+    capsys.readouterr()
     assert load_tool("test").main([str(config), "--checkpoint", str(flipped)]) == 2
+    assert "CRC" in capsys.readouterr().err
 
 
 def test_bad_override_is_rejected_with_valid_names(small_sequences, tmp_path, capsys):
