@@ -30,16 +30,19 @@ def _with_cuda() -> bool:
 
 def _extension():
     sources = sorted(glob("csrc/*.cpp") + glob("csrc/cpu/*.cpp"))
-    cxx = ["-O3"]
+    # Without OpenMP, at::parallel_for in the CPU kernels runs everything on one thread; torch
+    # itself is built with it (libgomp), so the extension shares torch's thread pool.
+    cxx, link = ["-O3", "-fopenmp"], ["-fopenmp"]
     if _with_cuda():
         sources += sorted(glob("csrc/cuda/*.cu"))
         return CUDAExtension(
             "pcseg._C",
             sources,
             define_macros=[("WITH_CUDA", None)],
-            extra_compile_args={"cxx": cxx, "nvcc": ["-O3"]},
+            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-Xcompiler", "-fopenmp"]},
+            extra_link_args=link,
         )
-    return CppExtension("pcseg._C", sources, extra_compile_args={"cxx": cxx})
+    return CppExtension("pcseg._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=link)
 
 
 setup(

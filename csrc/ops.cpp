@@ -11,6 +11,11 @@ TORCH_LIBRARY_FRAGMENT(pcseg, m) {
         " -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
   // feat (N,C), order (N,), offsets (V+1,) -> (V,C) mean of each voxel's points.
   m.def("segment_mean(Tensor feat, Tensor order, Tensor offsets) -> Tensor");
+  // coords (V,4) int32 [b,x,y,z], feat (V,C) float, grid g, chosen (B,g^3) bool -> feat with
+  // the voxels of each sample's chosen rank-quantile boxes zeroed, region (V,) int64 box id,
+  // masked (V,) bool. Spec: pcseg/ops/region_mask.py.
+  m.def("region_mask(Tensor coords, Tensor feat, int grid, Tensor chosen)"
+        " -> (Tensor, Tensor, Tensor)");
 }
 
 static PyObject* compiled_with_cuda(PyObject*, PyObject*) {

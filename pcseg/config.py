@@ -61,6 +61,7 @@ class DataConfig:
     point_budget: int = 1_000_000
     batch_size: int = 8
     num_workers: int = 2
+    sparse_labels: str | None = None
 
 
 @dataclasses.dataclass

@@ -1,8 +1,9 @@
 """Time pcseg's ops against their PyTorch references and what a user would otherwise use.
 
 Every ratio is measured side by side in one run on one machine; times are medians over repeats.
-The inference part times one real scan end to end (voxelisation, network, devoxelisation) for
-each backbone size, with random weights: throughput does not depend on training.
+The op timings live in ``bench_ops.py`` beside this script. The inference part times one real
+scan end to end (voxelisation, network, devoxelisation) for each backbone size, with random
+weights: throughput does not depend on training.
 
     python tools/benchmark.py [--json FILE] [--repeats 20] [--data ../shared/data]
                               [--only {ops,inference}] [--inference-repeats 3]
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_ops import bench_region_mask, bench_segment_mean, bench_voxelize
 
 from pcseg.config import load_raw
 from pcseg.data.collate import collate
@@ -31,7 +33,6 @@ from pcseg.data.formats import semantickitti
 from pcseg.data.sample import Sample, make_sample
 from pcseg.data.transforms import FEATURE_CHANNELS
 from pcseg.models.segmentor import build_segmentor, count_parameters
-from pcseg.ops import segment_mean_reference, voxelize, voxelize_reference
 from pcseg.ops._ext import extension_available
 
 REAL_SCAN = Path("semantickitti/sequences/00/velodyne/000000.bin")
@@ -45,100 +46,6 @@ BACKBONE_CONFIGS = {
 INFERENCE_FEATURES = ("coord", "remission")
 INFERENCE_CLASSES = 19  # SemanticKITTI
 STAGES = ("voxelisation", "network", "devoxelisation")
-
-
-def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
-    """Median wall time of ``fn`` in milliseconds."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
-
-
-def _open3d_downsample(coord: np.ndarray, voxel_size: float) -> Callable[[], object] | None:
-    try:
-        import open3d
-    except ImportError:
-        return None
-    cloud = open3d.geometry.PointCloud(open3d.utility.Vector3dVector(coord.astype(np.float64)))
-    return lambda: cloud.voxel_down_sample(voxel_size)
-
-
-def bench_voxelize(name: str, coord: np.ndarray, voxel_size: float, repeats: int) -> dict:
-    """Voxelisation: the kernel, the PyTorch reference, and, both also averaging the points of
-    each voxel, the full ``voxelize`` call and Open3D's ``voxel_down_sample``."""
-    points = torch.from_numpy(np.ascontiguousarray(coord, dtype=np.float32))
-    batch = torch.zeros(len(points), dtype=torch.long)
-    sizes = [voxel_size] * 3
-    methods: dict[str, Callable[[], object]] = {
-        "reference": lambda: voxelize_reference(points, batch, sizes, []),
-    }
-    if extension_available():
-        methods["kernel"] = lambda: torch.ops.pcseg.voxelize(points, batch, sizes, [])
-        methods["voxelize_mean"] = lambda: voxelize(points, voxel_size, feat=points)
-    open3d_fn = _open3d_downsample(coord, voxel_size)
-    if open3d_fn is not None:
-        methods["open3d_voxel_down_sample"] = open3d_fn
-    times = {method: median_ms(fn, repeats) for method, fn in methods.items()}
-    return _with_ratios(
-        {
-            "case": name,
-            "points": len(points),
-            "voxel_size": voxel_size,
-            "voxels": len(voxelize(points, voxel_size).counts),
-            "median_ms": times,
-        }
-    )
-
-
-def _scatter_mean() -> Callable | None:
-    try:
-        from torch_scatter import scatter_mean
-    except (ImportError, OSError):
-        return None
-    return scatter_mean
-
-
-def bench_segment_mean(name: str, coord: np.ndarray, channels: int, repeats: int) -> dict:
-    """Per-voxel feature means: the kernel, the PyTorch reference and torch_scatter."""
-    points = torch.from_numpy(np.ascontiguousarray(coord, dtype=np.float32))
-    vox = voxelize(points, 0.05)
-    offsets = torch.cat([vox.counts.new_zeros(1), vox.counts.cumsum(0)])
-    feat = torch.randn(len(points), channels, generator=torch.Generator().manual_seed(0))
-    methods: dict[str, Callable[[], object]] = {
-        "reference": lambda: segment_mean_reference(feat, vox.order, offsets),
-    }
-    if extension_available():
-        methods["kernel"] = lambda: torch.ops.pcseg.segment_mean(feat, vox.order, offsets)
-    scatter_mean = _scatter_mean()
-    if scatter_mean is not None:
-        methods["torch_scatter_mean"] = lambda: scatter_mean(feat, vox.inverse, dim=0)
-    times = {method: median_ms(fn, repeats) for method, fn in methods.items()}
-    # Reading N x C features once and writing V x C means, in float32: the bandwidth floor.
-    megabytes = (len(points) + len(vox.counts)) * channels * 4 / 1e6
-    return _with_ratios(
-        {
-            "case": name,
-            "points": len(points),
-            "channels": channels,
-            "voxels": len(vox.counts),
-            "bytes_moved_mb": megabytes,
-            "median_ms": times,
-        }
-    )
-
-
-def _with_ratios(result: dict) -> dict:
-    times = result["median_ms"]
-    if "kernel" in times:
-        result["speedup_kernel_vs"] = {
-            other: times[other] / times["kernel"] for other in times if other != "kernel"
-        }
-    return result
 
 
 def backbone_spec(size: str) -> dict:
@@ -348,15 +255,17 @@ def format_inference(results: list[dict]) -> str:
 
 
 def cases(data_root: Path, repeats: int) -> list[dict]:
+    """The op timings (:mod:`bench_ops`) on the real scan, when present, and the ~1M-point map."""
     results = []
     scan = data_root / REAL_SCAN
     if scan.is_file():
         coord = semantickitti.read_scan(scan)[:, :3]
         results.append(bench_voxelize(f"voxelize/{REAL_SCAN_NAME}", coord, 0.05, repeats))
         results.append(bench_segment_mean(f"segment_mean/{REAL_SCAN_NAME}_x64", coord, 64, repeats))
-    results.append(
-        bench_voxelize("voxelize/synthetic_map_1M", synthetic_map(), 0.05, max(3, repeats // 4))
-    )
+        results.append(bench_region_mask(f"region_mask/{REAL_SCAN_NAME}_g4", coord, repeats))
+    world, map_repeats = synthetic_map(), max(3, repeats // 4)
+    results.append(bench_voxelize("voxelize/synthetic_map_1M", world, 0.05, map_repeats))
+    results.append(bench_region_mask("region_mask/synthetic_map_1M_g4", world, map_repeats))
     return results
 
 

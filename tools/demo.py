@@ -2,11 +2,12 @@
 evaluated on held-out scans, predictions exported in the dataset's own format.
 
     python tools/demo.py [--out work_dirs/demo] [--dataset outdoor|s3dis|scannet]
-                         [--set key.path=value ...]
+                         [--set key.path=value ...] [--data-only]
 
 ``outdoor`` (default) writes five LiDAR streets in SemanticKITTI format (sequences 00-03
 train, 04 validates); ``s3dis`` and ``scannet`` write indoor rooms in those formats. Each uses
-its config in ``configs/demo/``.
+its config in ``configs/demo/``. ``--data-only`` writes the data and stops (the other configs in
+``configs/demo/`` read it from there).
 
 Data are regenerated only when missing or written with other settings; a finished training run
 is reused, an interrupted one resumed. The demo only ever writes inside ``--out``.
@@ -98,8 +99,12 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=4, help="scans per outdoor street")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
+    parser.add_argument("--data-only", action="store_true", help="write the data, do not train")
     args = parser.parse_args()
     root = write_data(args.out / "data", args.dataset, args.frames, args.seed)
+    if args.data_only:
+        print(f"data: {root.resolve()}")
+        return
     overrides = [f"data.root={root}", f"seed={args.seed}", *args.overrides]
     config = load_config(CONFIGS / f"spunet_small_{args.dataset}.yaml", overrides)
     run_dir = args.out / f"run_{args.dataset}"

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Sampler
+from torch.utils.data import Dataset, Sampler
 
 from pcseg.data.sample import Sample
 from pcseg.data.transforms import assemble_features
@@ -85,6 +85,37 @@ def collate(samples: Sequence[Sample], *, voxel_size: float, features: Sequence[
         inverse=voxels.inverse,
         scene_ids=[str(s["scene_id"]) for s in samples],
         indices=[int(s["index"]) for s in samples],
+    )
+
+
+class MultiView(Dataset):
+    """Several independently augmented views of each scan of ``dataset``.
+
+    Item ``(index, seed)`` is a list of ``views`` samples of the same scan, view ``v`` drawn
+    with its own seed derived from ``(seed, v)``; ``point_index`` ties their points together.
+    """
+
+    def __init__(self, dataset: Dataset, views: int) -> None:
+        if views < 1:
+            raise ValueError(f"views must be >= 1, got {views}")
+        self.dataset, self.views = dataset, views
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> list[Sample]:
+        index, seed = key
+        seeds = np.random.SeedSequence([seed, self.views]).generate_state(self.views)
+        return [self.dataset[(index, int(view_seed))] for view_seed in seeds]
+
+
+def collate_views(
+    items: Sequence[Sequence[Sample]], *, voxel_size: float, features: Sequence[str]
+) -> tuple[PointBatch, ...]:
+    """One :class:`PointBatch` per view of :class:`MultiView` items, scans in the same order."""
+    return tuple(
+        collate([item[view] for item in items], voxel_size=voxel_size, features=features)
+        for view in range(len(items[0]))
     )
 
 

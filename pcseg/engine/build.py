@@ -7,6 +7,7 @@ registry without building anything, so that a bad config fails before a run star
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -14,7 +15,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from pcseg.config import Config
-from pcseg.data.collate import PointBudgetBatches, collate
+from pcseg.data.budgets import SparseLabels, budget_paths, read_budget
+from pcseg.data.collate import MultiView, PointBudgetBatches, collate, collate_views
 from pcseg.data.datasets import DATASETS, SceneDataset
 from pcseg.data.transforms import FEATURE_CHANNELS, TRANSFORMS, build_transforms
 from pcseg.engine.evaluator import tta_views
@@ -61,6 +63,12 @@ def check_config(config: Config) -> None:
     if config.eval.split not in SPLITS:
         raise ConfigError(f"eval.split: {config.eval.split!r}; valid: {', '.join(SPLITS)}")
     _check_ranges(config)
+    if config.data.sparse_labels is not None:
+        budget = sparse_labels_path(config)
+        if not budget_paths(budget)[0].is_file():
+            raise ConfigError(
+                f"data.sparse_labels: {budget} not found; write it with tools/make_sparse_labels.py"
+            )
     try:
         tta_views(config.eval.tta)  # the evaluator's own validation, run before training
     except ValueError as error:
@@ -101,12 +109,23 @@ def _check_ranges(config: Config) -> None:
 
 
 def build_dataset(config: Config, split: str, *, augment: bool | None = None) -> SceneDataset:
-    """The dataset of a split with its transforms (training augmentation for "train")."""
+    """The dataset of a split with its transforms (training augmentation for "train").
+
+    The training split sees only the labels of ``data.sparse_labels`` when a budget is set;
+    evaluation splits always keep every label.
+    """
     augment = split == "train" if augment is None else augment
     specs = config.data.train_transforms if augment else config.data.test_transforms
     key = "train_transforms" if augment else "test_transforms"
     transforms = build_transforms(specs, where=f"data.{key}")
+    if split == "train" and config.data.sparse_labels is not None:
+        transforms.transforms.insert(0, SparseLabels(read_budget(sparse_labels_path(config))))
     return DATASETS.build(_split_spec(config, split), where=f"data.{split}", transforms=transforms)
+
+
+def sparse_labels_path(config: Config) -> Path:
+    """``data.sparse_labels`` resolved against ``data.root`` (absolute paths are kept)."""
+    return Path(config.data.root) / str(config.data.sparse_labels)
 
 
 def point_cap(config: Config) -> int | None:
@@ -116,8 +135,12 @@ def point_cap(config: Config) -> int | None:
 
 
 def build_train_loader(
-    config: Config, dataset: SceneDataset, *, rank: int = 0, world_size: int = 1
+    config: Config, dataset: SceneDataset, *, rank: int = 0, world_size: int = 1, views: int = 1
 ) -> tuple[DataLoader, PointBudgetBatches]:
+    """Point-budget batches of ``dataset``; with ``views`` > 1 each batch is a tuple of views.
+
+    The point budget applies to each view, since each view is its own pass through the model.
+    """
     cap = point_cap(config)
     costs = [dataset.num_points(i) for i in range(len(dataset))]
     if cap is not None:
@@ -131,10 +154,12 @@ def build_train_loader(
         world_size=world_size,
     )
     loader = DataLoader(
-        dataset,
+        dataset if views == 1 else MultiView(dataset, views),
         batch_sampler=sampler,
         collate_fn=functools.partial(
-            collate, voxel_size=config.data.voxel_size, features=config.data.features
+            collate if views == 1 else collate_views,
+            voxel_size=config.data.voxel_size,
+            features=config.data.features,
         ),
         num_workers=config.data.num_workers,
     )

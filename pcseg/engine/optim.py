@@ -22,9 +22,17 @@ def sgd(
     momentum: float = 0.9,
     weight_decay: float = 1e-4,
     nesterov: bool = True,
+    dampening: float = 0.0,
 ) -> torch.optim.Optimizer:
+    if nesterov and dampening:
+        raise ValueError("optim: Nesterov momentum requires dampening 0")
     return torch.optim.SGD(
-        params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov
+        params,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        nesterov=nesterov,
+        dampening=dampening,
     )
 
 

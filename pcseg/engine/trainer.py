@@ -23,6 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pcseg.config import Config, config_changes, config_from_dict, dump_config
+from pcseg.data.collate import PointBatch
 from pcseg.data.formats.files import write_text
 from pcseg.engine import build, distributed
 from pcseg.engine.checkpoint import CheckpointManager, capture_rng_state, restore_rng_state
@@ -128,7 +129,18 @@ def _backward(loss, model, optimizer, scaler, config: Config) -> float:
     return float(nn.utils.clip_grad_norm_(model.parameters(), limit))
 
 
+def _views(batch: PointBatch | tuple[PointBatch, ...]) -> tuple[PointBatch, ...]:
+    return batch if isinstance(batch, tuple) else (batch,)
+
+
+def _to_device(batch, device: torch.device):
+    """Move a batch, or each view of a multi-view batch, to ``device``."""
+    moved = tuple(view.to(device) for view in _views(batch))
+    return moved if isinstance(batch, tuple) else moved[0]
+
+
 def _diverged(step: int, what: str, value: float, batch, manager: CheckpointManager) -> Exception:
+    batch = _views(batch)[0]
     saved = manager.paths()
     last = f"the last good checkpoint is {saved[-1]}" if saved else "no checkpoint was written"
     return TrainingDiverged(
@@ -162,11 +174,15 @@ def fit(config: Config, work_dir: str | Path, *, resume: bool = False, progress:
         prepare_work_dir(work_dir, resume=resume)
     train_set = build.build_dataset(config, "train")
     val_set = build.build_dataset(config, "val") if config.data.val is not None else None
+    method = build.build_method(config)
     loader, sampler = build.build_train_loader(
-        config, train_set, rank=info.rank, world_size=info.world_size
+        config,
+        train_set,
+        rank=info.rank,
+        world_size=info.world_size,
+        views=getattr(method, "views", 1),
     )
     model = build.build_model(config, train_set.num_classes).to(info.device)
-    method = build.build_method(config)
     optimizer = build.build_optimizer(config, model)
     scheduler = build.build_scheduler(config, optimizer)
     use_amp = config.train.amp and info.device.type == "cuda"
@@ -193,9 +209,10 @@ def fit(config: Config, work_dir: str | Path, *, resume: bool = False, progress:
     while position.step < config.train.max_steps:
         sampler.set_epoch(position.epoch, position.batch_in_epoch)
         for batch in loader:
-            batch = batch.to(info.device)
+            batch = _to_device(batch, info.device)
+            epoch = position.epoch + position.batch_in_epoch / max(len(sampler), 1)
             with torch.autocast(info.device.type, enabled=use_amp):
-                loss, _ = method.training_step(trained, batch)
+                loss, _ = method.training_step(trained, batch, epoch=epoch)
             loss_value = float(loss.detach())
             if not distributed.all_ranks_true(np.isfinite(loss_value), info.device):
                 raise _diverged(position.step + 1, "the loss", loss_value, batch, manager)
@@ -210,7 +227,7 @@ def fit(config: Config, work_dir: str | Path, *, resume: bool = False, progress:
             position.step += 1
             position.batch_in_epoch += 1
             window["loss"] += loss_value
-            window["points"] += batch.num_points
+            window["points"] += sum(view.num_points for view in _views(batch))
             window["steps"] += 1
             lr = optimizer.param_groups[0]["lr"]
             elapsed = time.perf_counter() - window["start"]

@@ -22,6 +22,31 @@ def visible_labels(batch: PointBatch) -> Tensor:
     return torch.where(batch.label_mask, batch.label, torch.full_like(batch.label, IGNORE_INDEX))
 
 
+def labelled_cross_entropy(
+    logits: Tensor,
+    batch: PointBatch,
+    *,
+    weight: Tensor | None = None,
+    label_smoothing: float = 0.0,
+) -> tuple[Tensor, Tensor]:
+    """Mean cross-entropy of per-point ``logits`` over the visible labels, and their count.
+
+    Without any visible label the loss is a zero that still touches every parameter, so
+    data-parallel ranks all reduce the same gradient buckets.
+    """
+    target = visible_labels(batch)
+    labelled = target != IGNORE_INDEX
+    if not bool(labelled.any()):
+        return logits.sum() * 0.0, labelled.sum()
+    loss = nn.functional.cross_entropy(
+        logits[labelled],
+        target[labelled],
+        weight=None if weight is None else weight.to(logits),
+        label_smoothing=label_smoothing,
+    )
+    return loss, labelled.sum()
+
+
 @METHODS.register("supervised")
 class Supervised:
     """Cross-entropy over the points whose label is visible (``label_mask``) and not ignored.
@@ -31,6 +56,8 @@ class Supervised:
         class_weights: optional weight per class.
     """
 
+    views = 1
+
     def __init__(
         self, *, label_smoothing: float = 0.0, class_weights: Sequence[float] | None = None
     ) -> None:
@@ -38,21 +65,13 @@ class Supervised:
         self.class_weights = None if class_weights is None else torch.tensor(class_weights)
 
     def training_step(
-        self, model: nn.Module, batch: PointBatch
+        self, model: nn.Module, batch: PointBatch, *, epoch: float = 0.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        logits = point_logits(model, batch)
-        target = visible_labels(batch)
-        labelled = target != IGNORE_INDEX
-        if not bool(labelled.any()):
-            # No visible label in the batch: a zero that still touches every parameter, so
-            # data-parallel ranks all reduce the same gradient buckets.
-            loss = logits.sum() * 0.0
-        else:
-            weight = None if self.class_weights is None else self.class_weights.to(logits)
-            loss = nn.functional.cross_entropy(
-                logits[labelled],
-                target[labelled],
-                weight=weight,
-                label_smoothing=self.label_smoothing,
-            )
-        return loss, {"loss": loss.detach(), "labelled_points": labelled.sum()}
+        """Loss and logs of one batch; ``epoch`` (progress in epochs) is unused here."""
+        loss, labelled = labelled_cross_entropy(
+            point_logits(model, batch),
+            batch,
+            weight=self.class_weights,
+            label_smoothing=self.label_smoothing,
+        )
+        return loss, {"loss": loss.detach(), "labelled_points": labelled}

@@ -5,6 +5,7 @@ without it every op runs its PyTorch reference.
 """
 
 from pcseg.ops._ext import extension_available
+from pcseg.ops.region_mask import draw_masked_regions, region_mask, region_mask_reference
 from pcseg.ops.voxelize import (
     Voxelization,
     segment_mean,
@@ -17,7 +18,10 @@ extension_available()
 
 __all__ = [
     "Voxelization",
+    "draw_masked_regions",
     "extension_available",
+    "region_mask",
+    "region_mask_reference",
     "segment_mean",
     "segment_mean_reference",
     "voxelize",

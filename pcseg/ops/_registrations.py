@@ -1,7 +1,7 @@
 """Fake (shape-only) kernels and autograd formulas for the ops of ``pcseg._C``.
 
-They let ``torch.compile`` trace the ops and make ``segment_mean`` differentiable through the
-dispatcher itself. Imported once, right after ``pcseg._C`` loads.
+They let ``torch.compile`` trace the ops and make ``segment_mean`` and ``region_mask``
+differentiable through the dispatcher itself. Imported once, right after ``pcseg._C`` loads.
 """
 
 from __future__ import annotations
@@ -47,4 +47,33 @@ def _segment_mean_backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
 
 torch.library.register_autograd(
     "pcseg::segment_mean", _segment_mean_backward, setup_context=_segment_mean_setup
+)
+
+
+@torch.library.register_fake("pcseg::region_mask")
+def _region_mask_fake(
+    coords: Tensor, feat: Tensor, grid: int, chosen: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    v = coords.shape[0]
+    return (
+        torch.empty_like(feat, memory_format=torch.contiguous_format),
+        coords.new_empty(v, dtype=torch.long),
+        coords.new_empty(v, dtype=torch.bool),
+    )
+
+
+def _region_mask_setup(ctx, inputs, output) -> None:
+    ctx.save_for_backward(output[2])
+
+
+def _region_mask_backward(
+    ctx, grad: Tensor, _grad_region: Tensor | None, _grad_masked: Tensor | None
+) -> tuple[None, Tensor, None, None]:
+    # A masked row is a constant 0, an unmasked one a copy: the gradient is grad, masked.
+    (masked,) = ctx.saved_tensors
+    return None, grad.masked_fill(masked[:, None], 0), None, None
+
+
+torch.library.register_autograd(
+    "pcseg::region_mask", _region_mask_backward, setup_context=_region_mask_setup
 )

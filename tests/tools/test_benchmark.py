@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,9 @@ TOOL = Path(__file__).resolve().parents[2] / "tools" / "benchmark.py"
 
 
 def load_tool():
+    """tools/benchmark.py as a module, with tools/ importable as when it runs as a script."""
+    if str(TOOL.parent) not in sys.path:
+        sys.path.insert(0, str(TOOL.parent))
     spec = importlib.util.spec_from_file_location("pcseg_benchmark_tool", TOOL)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -42,6 +46,39 @@ def test_segment_mean_benchmark_compares_with_torch_scatter():
     result = tool.bench_segment_mean("small", cloud, 8, repeats=2)
     assert set(result["median_ms"]) == {"reference", "kernel", "torch_scatter_mean"}
     assert result["bytes_moved_mb"] == (4000 + result["voxels"]) * 8 * 4 / 1e6
+
+
+def test_region_mask_benchmark_times_kernel_and_reference():
+    tool = load_tool()
+    cloud = np.random.default_rng(3).uniform(0, [20, 20, 2], (6000, 3))
+    result = tool.bench_region_mask("small", cloud, repeats=2, voxel_size=0.2)
+    assert set(result["median_ms"]) == {"reference", "kernel"}
+    assert all(t > 0 for t in result["median_ms"].values())
+    ratios = result["speedup_kernel_vs"]
+    assert ratios["reference"] == result["median_ms"]["reference"] / result["median_ms"]["kernel"]
+    assert (result["grid"], result["ratio"], result["channels"]) == (4, 0.75, 4)
+    grid = np.floor(cloud.astype(np.float32).astype(np.float64) / 0.2)
+    assert result["voxels"] == len(np.unique(grid, axis=0))
+    assert 0.4 < result["masked_fraction"] < 0.95
+
+
+def test_op_cases_cover_every_op_on_both_clouds(tmp_path, monkeypatch):
+    tool = load_tool()
+    calls = []
+    for name in ("bench_voxelize", "bench_segment_mean", "bench_region_mask"):
+        monkeypatch.setattr(tool, name, lambda case, *a, **k: calls.append(case) or {})
+    monkeypatch.setattr(tool, "synthetic_map", lambda: np.zeros((10, 3)))
+    scan = tmp_path / tool.REAL_SCAN
+    scan.parent.mkdir(parents=True)
+    np.zeros((10, 4), dtype=np.float32).tofile(scan)
+    tool.cases(tmp_path, repeats=4)
+    assert calls == [
+        "voxelize/semantickitti_00_000000",
+        "segment_mean/semantickitti_00_000000_x64",
+        "region_mask/semantickitti_00_000000_g4",
+        "voxelize/synthetic_map_1M",
+        "region_mask/synthetic_map_1M_g4",
+    ]
 
 
 def test_inference_benchmark_times_every_stage_consistently():

@@ -1,0 +1,1 @@
+"""Looking at results: plots (matplotlib, imported only when a plot is drawn)."""

@@ -1,0 +1,159 @@
+"""Op timings for ``tools/benchmark.py``: each op's kernel against its PyTorch reference and
+against what a user would otherwise use, measured side by side in one process.
+
+Every function returns a JSON-ready dict with ``median_ms`` per method and, when the kernel
+was timed, ``speedup_kernel_vs`` (the other method's median over the kernel's).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from pcseg.ops import (
+    draw_masked_regions,
+    region_mask_reference,
+    segment_mean_reference,
+    voxelize,
+    voxelize_reference,
+)
+from pcseg.ops._ext import extension_available
+
+
+def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
+    """Median wall time of ``fn`` in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def _open3d_downsample(coord: np.ndarray, voxel_size: float) -> Callable[[], object] | None:
+    try:
+        import open3d
+    except ImportError:
+        return None
+    cloud = open3d.geometry.PointCloud(open3d.utility.Vector3dVector(coord.astype(np.float64)))
+    return lambda: cloud.voxel_down_sample(voxel_size)
+
+
+def bench_voxelize(name: str, coord: np.ndarray, voxel_size: float, repeats: int) -> dict:
+    """Voxelisation: the kernel, the PyTorch reference, and, both also averaging the points of
+    each voxel, the full ``voxelize`` call and Open3D's ``voxel_down_sample``."""
+    points = torch.from_numpy(np.ascontiguousarray(coord, dtype=np.float32))
+    batch = torch.zeros(len(points), dtype=torch.long)
+    sizes = [voxel_size] * 3
+    methods: dict[str, Callable[[], object]] = {
+        "reference": lambda: voxelize_reference(points, batch, sizes, []),
+    }
+    if extension_available():
+        methods["kernel"] = lambda: torch.ops.pcseg.voxelize(points, batch, sizes, [])
+        methods["voxelize_mean"] = lambda: voxelize(points, voxel_size, feat=points)
+    open3d_fn = _open3d_downsample(coord, voxel_size)
+    if open3d_fn is not None:
+        methods["open3d_voxel_down_sample"] = open3d_fn
+    times = {method: median_ms(fn, repeats) for method, fn in methods.items()}
+    return _with_ratios(
+        {
+            "case": name,
+            "points": len(points),
+            "voxel_size": voxel_size,
+            "voxels": len(voxelize(points, voxel_size).counts),
+            "median_ms": times,
+        }
+    )
+
+
+def _scatter_mean() -> Callable | None:
+    try:
+        from torch_scatter import scatter_mean
+    except (ImportError, OSError):
+        return None
+    return scatter_mean
+
+
+def bench_segment_mean(name: str, coord: np.ndarray, channels: int, repeats: int) -> dict:
+    """Per-voxel feature means: the kernel, the PyTorch reference and torch_scatter."""
+    points = torch.from_numpy(np.ascontiguousarray(coord, dtype=np.float32))
+    vox = voxelize(points, 0.05)
+    offsets = torch.cat([vox.counts.new_zeros(1), vox.counts.cumsum(0)])
+    feat = torch.randn(len(points), channels, generator=torch.Generator().manual_seed(0))
+    methods: dict[str, Callable[[], object]] = {
+        "reference": lambda: segment_mean_reference(feat, vox.order, offsets),
+    }
+    if extension_available():
+        methods["kernel"] = lambda: torch.ops.pcseg.segment_mean(feat, vox.order, offsets)
+    scatter_mean = _scatter_mean()
+    if scatter_mean is not None:
+        methods["torch_scatter_mean"] = lambda: scatter_mean(feat, vox.inverse, dim=0)
+    times = {method: median_ms(fn, repeats) for method, fn in methods.items()}
+    # Reading N x C features once and writing V x C means, in float32: the bandwidth floor.
+    megabytes = (len(points) + len(vox.counts)) * channels * 4 / 1e6
+    return _with_ratios(
+        {
+            "case": name,
+            "points": len(points),
+            "channels": channels,
+            "voxels": len(vox.counts),
+            "bytes_moved_mb": megabytes,
+            "median_ms": times,
+        }
+    )
+
+
+def _with_ratios(result: dict) -> dict:
+    times = result["median_ms"]
+    if "kernel" in times:
+        result["speedup_kernel_vs"] = {
+            other: times[other] / times["kernel"] for other in times if other != "kernel"
+        }
+    return result
+
+
+def bench_region_mask(
+    name: str,
+    coord: np.ndarray,
+    repeats: int,
+    *,
+    voxel_size: float = 0.05,
+    channels: int = 4,
+    grid: int = 4,
+    ratio: float = 0.75,
+) -> dict:
+    """CPCM region masking of one voxelised cloud: the kernel and the PyTorch reference.
+
+    The defaults are CPCM's 4 x 4 x 4 boxes with 75 % masked, on input-sized features (coordinates
+    and remission for SemanticKITTI).
+    """
+    points = torch.from_numpy(np.ascontiguousarray(coord, dtype=np.float32))
+    vox = voxelize(points, voxel_size)
+    feat = torch.randn(len(vox.coords), channels, generator=torch.Generator().manual_seed(0))
+    chosen = draw_masked_regions(1, grid, ratio, torch.Generator().manual_seed(0))
+    methods: dict[str, Callable[[], object]] = {
+        "reference": lambda: region_mask_reference(vox.coords, feat, grid, chosen),
+    }
+    if extension_available():
+        methods["kernel"] = lambda: torch.ops.pcseg.region_mask(vox.coords, feat, grid, chosen)
+    times = {method: median_ms(fn, repeats) for method, fn in methods.items()}
+    masked = region_mask_reference(vox.coords, feat, grid, chosen)[2]
+    return _with_ratios(
+        {
+            "case": name,
+            "points": len(points),
+            "voxel_size": voxel_size,
+            "voxels": len(vox.coords),
+            "channels": channels,
+            "grid": grid,
+            "ratio": ratio,
+            "masked_fraction": masked.float().mean().item(),
+            "median_ms": times,
+        }
+    )
