@@ -57,18 +57,16 @@ def check_config(config: Config) -> None:
         for i, spec in enumerate(getattr(config.data, key)):
             TRANSFORMS.check(spec, where=f"data.{key}[{i}]")
     BACKBONES.check(config.model.backbone, where="model.backbone", provided=("in_channels",))
-    METHODS.check(config.method, where="method")
+    METHODS.check(config.method, where="method", provided=("input_features",))
+    try:
+        build_method(config)  # cheap; catches values the signature cannot
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"method: {error}") from None
     OPTIMIZERS.check(config.optim, where="optim", provided=("params",))
     SCHEDULES.check(config.schedule, where="schedule", provided=("max_steps",))
     if config.eval.split not in SPLITS:
         raise ConfigError(f"eval.split: {config.eval.split!r}; valid: {', '.join(SPLITS)}")
     _check_ranges(config)
-    if config.data.sparse_labels is not None:
-        budget = sparse_labels_path(config)
-        if not budget_paths(budget)[0].is_file():
-            raise ConfigError(
-                f"data.sparse_labels: {budget} not found; write it with tools/make_sparse_labels.py"
-            )
     try:
         tta_views(config.eval.tta)  # the evaluator's own validation, run before training
     except ValueError as error:
@@ -119,7 +117,12 @@ def build_dataset(config: Config, split: str, *, augment: bool | None = None) ->
     key = "train_transforms" if augment else "test_transforms"
     transforms = build_transforms(specs, where=f"data.{key}")
     if split == "train" and config.data.sparse_labels is not None:
-        transforms.transforms.insert(0, SparseLabels(read_budget(sparse_labels_path(config))))
+        budget = sparse_labels_path(config)
+        if not budget_paths(budget)[0].is_file():
+            raise ConfigError(
+                f"data.sparse_labels: {budget} not found; write it with tools/make_sparse_labels.py"
+            )
+        transforms.transforms.insert(0, SparseLabels(read_budget(budget)))
     return DATASETS.build(_split_spec(config, split), where=f"data.{split}", transforms=transforms)
 
 
@@ -173,7 +176,11 @@ def build_model(config: Config, num_classes: int) -> Segmentor:
 
 
 def build_method(config: Config) -> Any:
-    return METHODS.build(config.method, where="method")
+    """The training method; one that takes ``input_features`` gets ``data.features``."""
+    provided = {}
+    if "input_features" in METHODS.parameters(config.method["name"], where="method"):
+        provided["input_features"] = list(config.data.features)
+    return METHODS.build(config.method, where="method", **provided)
 
 
 def build_optimizer(config: Config, model: nn.Module) -> torch.optim.Optimizer:

@@ -129,6 +129,11 @@ def _backward(loss, model, optimizer, scaler, config: Config) -> float:
     return float(nn.utils.clip_grad_norm_(model.parameters(), limit))
 
 
+def _new_window() -> dict[str, Any]:
+    """Sums over the steps since the last log line."""
+    return {"loss": 0.0, "terms": {}, "points": 0, "steps": 0, "start": time.perf_counter()}
+
+
 def _views(batch: PointBatch | tuple[PointBatch, ...]) -> tuple[PointBatch, ...]:
     return batch if isinstance(batch, tuple) else (batch,)
 
@@ -204,7 +209,7 @@ def fit(config: Config, work_dir: str | Path, *, resume: bool = False, progress:
         unit="step",
         disable=not (progress and info.is_main),
     )
-    window = {"loss": 0.0, "points": 0, "steps": 0, "start": time.perf_counter()}
+    window = _new_window()
     scores = None
     while position.step < config.train.max_steps:
         sampler.set_epoch(position.epoch, position.batch_in_epoch)
@@ -212,7 +217,7 @@ def fit(config: Config, work_dir: str | Path, *, resume: bool = False, progress:
             batch = _to_device(batch, info.device)
             epoch = position.epoch + position.batch_in_epoch / max(len(sampler), 1)
             with torch.autocast(info.device.type, enabled=use_amp):
-                loss, _ = method.training_step(trained, batch, epoch=epoch)
+                loss, logs = method.training_step(trained, batch, epoch=epoch)
             loss_value = float(loss.detach())
             if not distributed.all_ranks_true(np.isfinite(loss_value), info.device):
                 raise _diverged(position.step + 1, "the loss", loss_value, batch, manager)
@@ -227,6 +232,9 @@ def fit(config: Config, work_dir: str | Path, *, resume: bool = False, progress:
             position.step += 1
             position.batch_in_epoch += 1
             window["loss"] += loss_value
+            for key, value in logs.items():
+                if key != "loss":  # the method's own terms, averaged over the log window
+                    window["terms"][key] = window["terms"].get(key, 0.0) + float(value)
             window["points"] += sum(view.num_points for view in _views(batch))
             window["steps"] += 1
             lr = optimizer.param_groups[0]["lr"]
@@ -237,8 +245,9 @@ def fit(config: Config, work_dir: str | Path, *, resume: bool = False, progress:
             at_end = position.step >= config.train.max_steps
             if position.step % config.train.log_every == 0 or at_end:
                 record = {"loss": window["loss"] / window["steps"], "lr": lr}
-                log.write(position.step, "train", {**record, "points_per_s": points_per_s})
-                window = {"loss": 0.0, "points": 0, "steps": 0, "start": time.perf_counter()}
+                terms = {k: v / window["steps"] for k, v in window["terms"].items()}
+                log.write(position.step, "train", {**record, **terms, "points_per_s": points_per_s})
+                window = _new_window()
             if position.step % config.train.checkpoint_every == 0 or at_end:
                 checksums = distributed.parameter_checksums(model)
                 if len(set(checksums)) != 1:

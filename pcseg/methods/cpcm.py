@@ -22,11 +22,13 @@ pair counts once, however many points it shares.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from pcseg.data.collate import PointBatch
+from pcseg.data.transforms import FEATURE_CHANNELS
 from pcseg.methods import METHODS
 from pcseg.methods.supervised import labelled_cross_entropy
 from pcseg.ops import draw_masked_regions, region_mask
@@ -92,6 +94,11 @@ class CPCM:
         consistency_weight: ``w_c``, weight of the view-1/view-2 consistency term.
         rampup_epochs: epochs over which both weights ramp up.
         label_smoothing: cross-entropy label smoothing.
+        masked_features: input features (names from ``data.features``) that masking zeroes;
+            by default every one except ``coord``: coordinates are geometry, which CPCM leaves
+            visible (the official runs mask colour, their only input).
+        input_features: ``data.features``, supplied by the trainer; without it every channel
+            is masked.
     """
 
     views = 2
@@ -105,6 +112,8 @@ class CPCM:
         consistency_weight: float = 0.0,
         rampup_epochs: float = 5.0,
         label_smoothing: float = 0.0,
+        masked_features: Sequence[str] | None = None,
+        input_features: Sequence[str] | None = None,
     ) -> None:
         if grid < 1:
             raise ValueError(f"grid must be >= 1, got {grid}")
@@ -115,6 +124,7 @@ class CPCM:
         self.grid, self.mask_ratio = grid, mask_ratio
         self.mask_weight, self.consistency_weight = mask_weight, consistency_weight
         self.rampup_epochs, self.label_smoothing = rampup_epochs, label_smoothing
+        self.masked_channels = _masked_channels(masked_features, input_features)
 
     def training_step(
         self, model: nn.Module, batch: tuple[PointBatch, PointBatch], *, epoch: float = 0.0
@@ -152,8 +162,39 @@ class CPCM:
         chosen = draw_masked_regions(batch.batch_size, self.grid, self.mask_ratio).to(
             batch.voxel_feat.device
         )
-        feat, _, _ = region_mask(batch.voxel_coords, batch.voxel_feat, self.grid, chosen)
+        feat, _, masked = region_mask(batch.voxel_coords, batch.voxel_feat, self.grid, chosen)
+        if self.masked_channels is not None:
+            channels = self.masked_channels.to(feat.device)
+            feat = batch.voxel_feat.masked_fill(masked[:, None] & channels[None], 0.0)
         return _voxel_logits(model, batch, feat)
+
+
+def _masked_channels(
+    masked_features: Sequence[str] | None, input_features: Sequence[str] | None
+) -> Tensor | None:
+    """bool (C,): which input channels masking zeroes; None for all of them."""
+    if input_features is None:
+        if masked_features is not None:
+            raise ValueError("masked_features needs input_features (the data.features list)")
+        return None
+    if masked_features is None:
+        masked_features = [name for name in input_features if name != "coord"]
+        if not masked_features:
+            raise ValueError(
+                "nothing to mask: the only input feature is coord; add a feature such as "
+                "color or remission to data.features, or set method.masked_features"
+            )
+    unknown = [name for name in masked_features if name not in input_features]
+    if unknown:
+        raise ValueError(
+            f"masked_features {unknown} are not inputs; data.features is {list(input_features)}"
+        )
+    flags = [name in masked_features for name in input_features for _ in range(_width(name))]
+    return torch.tensor(flags, dtype=torch.bool)
+
+
+def _width(feature: str) -> int:
+    return FEATURE_CHANNELS[feature]
 
 
 def _voxel_logits(model: nn.Module, batch: PointBatch, feat: Tensor) -> Tensor:

@@ -164,3 +164,39 @@ def test_masking_off_skips_the_third_pass_and_consistency_off_its_term():
     both = METHODS.build({"name": "cpcm", "mask_weight": 1.0, "consistency_weight": 1.0})
     _, logs = both.training_step(model, (first, second), epoch=10.0)
     assert len(calls) == 5 and {"consistency", "mask_self", "mask_corr"} <= set(logs)
+
+
+def test_masking_zeroes_only_the_non_geometric_inputs_by_default():
+    _, second = _views()
+    rng = np.random.default_rng(1)
+    second.voxel_feat = torch.from_numpy(rng.uniform(1, 2, (len(second.voxel_feat), 4))).float()
+    seen = []
+    model = build_segmentor(
+        {"name": "spunet", "stem_channels": 4, "planes": [4, 4], "layers": [1, 1]},
+        in_channels=4,
+        num_classes=2,
+    )
+    model.register_forward_pre_hook(lambda module, args: seen.append(args[1]))
+    method = METHODS.build(
+        {"name": "cpcm", "grid": 2, "mask_ratio": 0.5}, input_features=["coord", "remission"]
+    )
+    method.masked_logits(model, second)
+    feat = seen[-1]
+    assert torch.equal(feat[:, :3], second.voxel_feat[:, :3])  # coordinates stay
+    zeroed = feat[:, 3] == 0
+    assert 0 < int(zeroed.sum()) < len(feat)
+    assert torch.equal(feat[~zeroed, 3], second.voxel_feat[~zeroed, 3])
+    with pytest.raises(ValueError, match="nothing to mask"):
+        METHODS.build({"name": "cpcm"}, input_features=["coord"])
+    with pytest.raises(ValueError, match="not inputs"):
+        METHODS.build({"name": "cpcm", "masked_features": ["color"]}, input_features=["coord"])
+
+
+def test_config_with_nothing_to_mask_fails_its_check(make_config, tmp_path):
+    from pcseg.registry import ConfigError
+
+    config = config_from_dict(
+        make_config(tmp_path, data={"features": ["coord"]}, method={"name": "cpcm"})
+    )
+    with pytest.raises(ConfigError, match="method: nothing to mask"):
+        build.check_config(config)
