@@ -189,12 +189,10 @@ def _masked_channels(
         raise ValueError(
             f"masked_features {unknown} are not inputs; data.features is {list(input_features)}"
         )
-    flags = [name in masked_features for name in input_features for _ in range(_width(name))]
+    flags = [
+        name in masked_features for name in input_features for _ in range(FEATURE_CHANNELS[name])
+    ]
     return torch.tensor(flags, dtype=torch.bool)
-
-
-def _width(feature: str) -> int:
-    return FEATURE_CHANNELS[feature]
 
 
 def _voxel_logits(model: nn.Module, batch: PointBatch, feat: Tensor) -> Tensor:
