@@ -16,6 +16,17 @@ TORCH_LIBRARY_FRAGMENT(pcseg, m) {
   // masked (V,) bool. Spec: pcseg/ops/region_mask.py.
   m.def("region_mask(Tensor coords, Tensor feat, int grid, Tensor chosen)"
         " -> (Tensor, Tensor, Tensor)");
+  // probs (N,K) float32, parent (N,) int64 in [0, M), num_regions M -> region_probs (M,K)
+  // float32 mean of each region's children (zero row when it has none), margin (M,) float32
+  // top-1 minus top-2 of each row. Not differentiable. Spec: pcseg/ops/region_margin.py.
+  m.def("region_margin(Tensor probs, Tensor parent, int num_regions) -> (Tensor, Tensor)");
+  // coord (N,3) float32, feat (N,F) float32, score (N,) float32, scene (N,) int64, labelled
+  // (N,) bool -> int64 indices of up to `budget` points chosen greedily in ascending (score,
+  // index), skipping labelled points and any point that a point already chosen in its scene
+  // lies within `radius` of with feature cosine above `cos_threshold`. Spec:
+  // pcseg/ops/selection.py.
+  m.def("suppressed_selection(Tensor coord, Tensor feat, Tensor score, Tensor scene,"
+        " Tensor labelled, int budget, float radius, float cos_threshold) -> Tensor");
 }
 
 static PyObject* compiled_with_cuda(PyObject*, PyObject*) {

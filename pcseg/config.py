@@ -66,7 +66,10 @@ class DataConfig:
 
 @dataclasses.dataclass
 class ModelConfig:
+    """The network; ``init_from`` starts it from a training checkpoint's model weights."""
+
     backbone: dict[str, Any]
+    init_from: str | None = None
 
 
 @dataclasses.dataclass

@@ -16,8 +16,11 @@ import torch
 
 from pcseg.ops import (
     draw_masked_regions,
+    region_margin_reference,
     region_mask_reference,
     segment_mean_reference,
+    suppressed_selection,
+    suppressed_selection_reference,
     voxelize,
     voxelize_reference,
 )
@@ -154,6 +157,108 @@ def bench_region_mask(
             "grid": grid,
             "ratio": ratio,
             "masked_fraction": masked.float().mean().item(),
+            "median_ms": times,
+        }
+    )
+
+
+def _scatter_margin(
+    scatter_mean: Callable, probs: torch.Tensor, parent: torch.Tensor, regions: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What region_margin replaces: torch_scatter's float32 mean, then topk."""
+    mean = scatter_mean(probs, parent, dim=0, dim_size=regions)
+    top = mean.topk(2, dim=1).values
+    return mean, top[:, 0] - top[:, 1]
+
+
+def bench_region_margin(
+    name: str, coord: np.ndarray, repeats: int, *, classes: int = 19, voxel_size: float = 0.1
+) -> dict:
+    """Region margins of per-point class probabilities (softmax of seeded logits), the regions
+    being the cloud's ``voxel_size`` voxels: the kernel, the PyTorch reference and torch_scatter's
+    ``scatter_mean`` followed by ``topk``."""
+    points = torch.from_numpy(np.ascontiguousarray(coord, dtype=np.float32))
+    parent = voxelize(points, voxel_size).inverse
+    regions = int(parent.max()) + 1 if len(parent) else 0
+    gen = torch.Generator().manual_seed(0)
+    probs = torch.randn(len(points), classes, generator=gen).mul_(2).softmax(1)
+    methods: dict[str, Callable[[], object]] = {
+        "reference": lambda: region_margin_reference(probs, parent, regions),
+    }
+    if extension_available():
+        methods["kernel"] = lambda: torch.ops.pcseg.region_margin(probs, parent, regions)
+    scatter_mean = _scatter_mean()
+    if scatter_mean is not None:
+        methods["torch_scatter_mean_topk"] = lambda: _scatter_margin(
+            scatter_mean, probs, parent, regions
+        )
+    times = {method: median_ms(fn, repeats) for method, fn in methods.items()}
+    return _with_ratios(
+        {
+            "case": name,
+            "points": len(points),
+            "classes": classes,
+            "voxel_size": voxel_size,
+            "regions": regions,
+            "median_ms": times,
+        }
+    )
+
+
+def random_selection_inputs(
+    points: int, scenes: int, extent: float, channels: int, seed: int = 0
+) -> tuple[torch.Tensor, ...]:
+    """coord, feat, score, scene, labelled of ``points`` uniform random points spread over
+    ``scenes`` scenes of ``extent`` metres a side; nothing labelled yet."""
+    gen = torch.Generator().manual_seed(seed)
+    scene = torch.randint(0, scenes, (points,), generator=gen)
+    coord = torch.rand(points, 3, generator=gen).mul_(extent)
+    feat = torch.randn(points, channels, generator=gen)
+    score = torch.rand(points, generator=gen)
+    return coord, feat, score, scene, torch.zeros(points, dtype=torch.bool)
+
+
+def bench_suppressed_selection(
+    name: str,
+    repeats: int,
+    *,
+    points: int = 10_000_000,
+    scenes: int = 100,
+    extent: float = 50.0,
+    channels: int = 32,
+    fraction: float = 2e-4,
+    reference_repeats: int = 1,
+) -> dict:
+    """HPAL's suppressed selection of ``fraction`` of ``points`` random points: the kernel and
+    the wrapper (which adds the argument checks) over ``repeats``, and the PyTorch reference
+    (a full argsort and a Python loop) over ``reference_repeats`` without warm-up."""
+    inputs = random_selection_inputs(points, scenes, extent, channels)
+    budget, radius, threshold = max(1, round(points * fraction)), 0.2, 0.8
+    options = {"budget": budget, "radius": radius, "cos_threshold": threshold}
+    outputs: dict[str, torch.Tensor] = {}
+
+    def reference() -> None:
+        outputs["reference"] = suppressed_selection_reference(*inputs, **options)
+
+    times = {"reference": median_ms(reference, reference_repeats, warmup=0)}
+    if extension_available():
+        times["kernel"] = median_ms(
+            lambda: torch.ops.pcseg.suppressed_selection(*inputs, budget, radius, threshold),
+            repeats,
+        )
+        times["wrapper"] = median_ms(lambda: suppressed_selection(*inputs, **options), repeats)
+    chosen = suppressed_selection(*inputs, **options)
+    return _with_ratios(
+        {
+            "case": name,
+            "points": points,
+            "scenes": scenes,
+            "channels": channels,
+            "budget": budget,
+            "radius": radius,
+            "cos_threshold": threshold,
+            "chosen": len(chosen),
+            "same_as_reference": bool(torch.equal(chosen, outputs["reference"])),
             "median_ms": times,
         }
     )

@@ -25,7 +25,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_ops import bench_region_mask, bench_segment_mean, bench_voxelize
+from bench_ops import (
+    bench_region_margin,
+    bench_region_mask,
+    bench_segment_mean,
+    bench_suppressed_selection,
+    bench_voxelize,
+)
 
 from pcseg.config import load_raw
 from pcseg.data.collate import collate
@@ -255,7 +261,8 @@ def format_inference(results: list[dict]) -> str:
 
 
 def cases(data_root: Path, repeats: int) -> list[dict]:
-    """The op timings (:mod:`bench_ops`) on the real scan, when present, and the ~1M-point map."""
+    """The op timings (:mod:`bench_ops`) on the real scan, when present, the ~1M-point map, and
+    the selection from 10M random points."""
     results = []
     scan = data_root / REAL_SCAN
     if scan.is_file():
@@ -263,9 +270,11 @@ def cases(data_root: Path, repeats: int) -> list[dict]:
         results.append(bench_voxelize(f"voxelize/{REAL_SCAN_NAME}", coord, 0.05, repeats))
         results.append(bench_segment_mean(f"segment_mean/{REAL_SCAN_NAME}_x64", coord, 64, repeats))
         results.append(bench_region_mask(f"region_mask/{REAL_SCAN_NAME}_g4", coord, repeats))
+        results.append(bench_region_margin(f"region_margin/{REAL_SCAN_NAME}_x19", coord, repeats))
     world, map_repeats = synthetic_map(), max(3, repeats // 4)
     results.append(bench_voxelize("voxelize/synthetic_map_1M", world, 0.05, map_repeats))
     results.append(bench_region_mask("region_mask/synthetic_map_1M_g4", world, map_repeats))
+    results.append(bench_suppressed_selection("suppressed_selection/random_10M", map_repeats))
     return results
 
 

@@ -20,15 +20,10 @@ import sys
 from pathlib import Path
 
 from pcseg.config import Config, load_config
-from pcseg.data.budgets import (
-    LabelBudget,
-    budget_from_limited_annotation,
-    budget_paths,
-    make_budget,
-    write_budget,
-)
+from pcseg.data.budgets import budget_from_limited_annotation, make_budget
 from pcseg.data.datasets import DATASETS, SceneDataset
 from pcseg.data.formats.validation import DataFormatError
+from pcseg.data.label_budget import LabelBudget, budget_paths, write_budget
 from pcseg.registry import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")

@@ -88,25 +88,52 @@ def collate(samples: Sequence[Sample], *, voxel_size: float, features: Sequence[
     )
 
 
-class MultiView(Dataset):
-    """Several independently augmented views of each scan of ``dataset``.
+def matching_points(first: PointBatch, second: PointBatch) -> tuple[Tensor, Tensor]:
+    """Rows ``(i, j)`` of two views of the same scans that are the same original point.
 
-    Item ``(index, seed)`` is a list of ``views`` samples of the same scan, view ``v`` drawn
-    with its own seed derived from ``(seed, v)``; ``point_index`` ties their points together.
+    Points are matched by (scan in the batch, ``point_index``); a point one view cropped away
+    has no match. Both views must hold the same scans in the same order.
+    """
+    if first.scene_ids != second.scene_ids:
+        raise ValueError(f"views hold different scans: {first.scene_ids} vs {second.scene_ids}")
+    span = int(max(first.point_index.max(), second.point_index.max())) + 1
+    keys_first = first.batch_index * span + first.point_index
+    keys_second = second.batch_index * span + second.point_index
+    order = torch.argsort(keys_second)
+    sorted_second = keys_second[order]
+    slot = torch.searchsorted(sorted_second, keys_first).clamp_(max=len(sorted_second) - 1)
+    found = sorted_second[slot] == keys_first
+    return torch.nonzero(found).squeeze(1), order[slot[found]]
+
+
+class MultiView(Dataset):
+    """Several views of each scan, view ``v`` read through ``datasets[v]``.
+
+    The datasets list the same scans and differ in their transforms (e.g. the same augmented
+    dataset twice, or an un-augmented one beside an augmented one). Item ``(index, seed)`` is a
+    list of one sample per view, view ``v`` drawn with its own seed derived from ``(seed, v)``;
+    ``point_index`` ties their points together.
     """
 
-    def __init__(self, dataset: Dataset, views: int) -> None:
-        if views < 1:
-            raise ValueError(f"views must be >= 1, got {views}")
-        self.dataset, self.views = dataset, views
+    def __init__(self, datasets: Sequence[Dataset]) -> None:
+        if not datasets:
+            raise ValueError("MultiView needs at least one dataset")
+        sizes = {len(dataset) for dataset in datasets}  # type: ignore[arg-type]
+        if len(sizes) != 1:
+            raise ValueError(f"the views' datasets differ in length: {sorted(sizes)}")
+        self.datasets = list(datasets)
 
     def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
+        return len(self.datasets[0])  # type: ignore[arg-type]
 
     def __getitem__(self, key: tuple[int, int]) -> list[Sample]:
         index, seed = key
-        seeds = np.random.SeedSequence([seed, self.views]).generate_state(self.views)
-        return [self.dataset[(index, int(view_seed))] for view_seed in seeds]
+        views = len(self.datasets)
+        seeds = np.random.SeedSequence([seed, views]).generate_state(views)
+        return [
+            dataset[(index, int(view_seed))]
+            for dataset, view_seed in zip(self.datasets, seeds, strict=True)
+        ]
 
 
 def collate_views(

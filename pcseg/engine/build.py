@@ -7,6 +7,7 @@ registry without building anything, so that a bad config fails before a run star
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from pcseg.config import Config
-from pcseg.data.budgets import SparseLabels, budget_paths, read_budget
 from pcseg.data.collate import MultiView, PointBudgetBatches, collate, collate_views
 from pcseg.data.datasets import DATASETS, SceneDataset
+from pcseg.data.label_budget import SparseLabels, budget_paths, read_budget
 from pcseg.data.transforms import FEATURE_CHANNELS, TRANSFORMS, build_transforms
 from pcseg.engine.evaluator import tta_views
 from pcseg.engine.optim import OPTIMIZERS, SCHEDULES
@@ -137,14 +138,31 @@ def point_cap(config: Config) -> int | None:
     return min(caps) if caps else None
 
 
-def build_train_loader(
-    config: Config, dataset: SceneDataset, *, rank: int = 0, world_size: int = 1, views: int = 1
-) -> tuple[DataLoader, PointBudgetBatches]:
-    """Point-budget batches of ``dataset``; with ``views`` > 1 each batch is a tuple of views.
+def view_augmentation(views: int | Sequence[bool]) -> list[bool]:
+    """Per view, whether it gets the training augmentation: ``n`` means n augmented views."""
+    augmented = [True] * views if isinstance(views, int) else [bool(v) for v in views]
+    if not augmented:
+        raise ValueError(f"a method needs at least one view, got {views!r}")
+    return augmented
 
-    The point budget applies to each view, since each view is its own pass through the model.
+
+def build_train_loader(
+    config: Config,
+    dataset: SceneDataset,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    views: int | Sequence[bool] = 1,
+) -> tuple[DataLoader, PointBudgetBatches]:
+    """Point-budget batches of ``dataset``; with several views each batch is a tuple of views.
+
+    ``views`` is a method's ``views``: a number of augmented views, or one flag per view saying
+    whether it is augmented (``dataset``) or clean (the same split through
+    ``data.test_transforms``). The point budget applies to each view, since each view is its
+    own pass through the model; a clean view is never cropped.
     """
-    cap = point_cap(config)
+    augmented = view_augmentation(views)
+    cap = point_cap(config) if all(augmented) else None
     costs = [dataset.num_points(i) for i in range(len(dataset))]
     if cap is not None:
         costs = [min(c, cap) for c in costs]
@@ -156,11 +174,13 @@ def build_train_loader(
         rank=rank,
         world_size=world_size,
     )
+    clean = None if all(augmented) else build_dataset(config, "train", augment=False)
+    single = augmented == [True]
     loader = DataLoader(
-        dataset if views == 1 else MultiView(dataset, views),
+        dataset if single else MultiView([dataset if a else clean for a in augmented]),
         batch_sampler=sampler,
         collate_fn=functools.partial(
-            collate if views == 1 else collate_views,
+            collate if single else collate_views,
             voxel_size=config.data.voxel_size,
             features=config.data.features,
         ),

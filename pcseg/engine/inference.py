@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from pcseg.config import Config, config_changes, config_from_dict
 from pcseg.data.datasets import DATASETS
@@ -27,8 +28,8 @@ def _check_same_inputs(checkpoint: str | Path, saved: dict, config: Config) -> N
             raise ValueError(f"{checkpoint}: trained with {key} = {old}, but the config has {new}")
 
 
-def load_model(config: Config, checkpoint: str | Path, device: torch.device) -> Segmentor:
-    """The config's model with the checkpoint's weights (strict: every key must match).
+def load_weights(model: nn.Module, checkpoint: str | Path, config: Config) -> None:
+    """Put the checkpoint's model weights into ``model`` (strict: every key must match).
 
     The checkpoint's dataset, voxel size, input features and model must be the config's.
     """
@@ -36,14 +37,19 @@ def load_model(config: Config, checkpoint: str | Path, device: torch.device) -> 
     if "model" not in state or "config" not in state:
         raise KeyError(f"{checkpoint}: not a training checkpoint (no model weights or config)")
     _check_same_inputs(checkpoint, state["config"], config)
-    num_classes = len(DATASETS.get(config.data.name).class_names)
-    model = build.build_model(config, num_classes)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as error:
         raise RuntimeError(
             f"{checkpoint}: weights do not fit the config's model: {error}"
         ) from None
+
+
+def load_model(config: Config, checkpoint: str | Path, device: torch.device) -> Segmentor:
+    """The config's model with the checkpoint's weights (see :func:`load_weights`)."""
+    num_classes = len(DATASETS.get(config.data.name).class_names)
+    model = build.build_model(config, num_classes)
+    load_weights(model, checkpoint, config)
     return model.to(device)
 
 

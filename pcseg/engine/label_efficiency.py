@@ -17,18 +17,16 @@ started again at any time. The methods are variants of one config:
 from __future__ import annotations
 
 import dataclasses
-import json
 import statistics
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from pcseg.config import Config
-from pcseg.data.budgets import budget_paths, make_budget, read_budget, write_budget
+from pcseg.data.budgets import make_budget
+from pcseg.data.label_budget import budget_paths, read_budget, write_budget
 from pcseg.engine import build
-from pcseg.engine.checkpoint import CheckpointManager
-from pcseg.engine.trainer import fit
+from pcseg.engine.trainer import train_once
 
 METHOD_NAMES = ("full", "sparse", "consistency", "cpcm")
 LOW_RATE = 0.001  # below this, the official 0.01 % settings apply
@@ -96,19 +94,6 @@ def ensure_budget(config: Config, rate: float, seed: int, directory: Path, progr
     return npz.resolve()
 
 
-def train_once(config: Config, run_dir: Path, progress: bool) -> dict[str, Any]:
-    """Train (or resume, or read back) one run; returns its train summary."""
-    summary_file = run_dir / "train_summary.json"
-    if summary_file.is_file():
-        return json.loads(summary_file.read_text())
-    resume = bool(CheckpointManager(run_dir / "checkpoints").paths())
-    start = time.perf_counter()
-    summary = fit(config, run_dir, resume=resume, progress=progress)
-    summary["seconds"] = time.perf_counter() - start
-    summary_file.write_text(json.dumps(summary, indent=2))
-    return summary
-
-
 def sweep(
     config: Config,
     work_dir: str | Path,
@@ -152,16 +137,24 @@ def _row(run: Run, summary: dict[str, Any], budget: Path | None) -> dict[str, An
     }
 
 
-def aggregate(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and standard deviation of each score over seeds, per (method, rate)."""
-    groups: dict[tuple[str, float | None], list[dict[str, Any]]] = {}
+def aggregate(
+    rows: Sequence[dict[str, Any]],
+    *,
+    by: Sequence[str] = ("method", "rate"),
+    fields: Sequence[str] = ("miou", "macc", "allacc", "labelled_fraction"),
+) -> list[dict[str, Any]]:
+    """Mean and standard deviation of each of ``fields`` over seeds, per group of ``by``.
+
+    Groups keep the order in which they first appear; missing values (None) are skipped.
+    """
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in rows:
-        groups.setdefault((row["method"], row["rate"]), []).append(row)
+        groups.setdefault(tuple(row[key] for key in by), []).append(row)
     table = []
-    for (method, rate), members in groups.items():
-        entry: dict[str, Any] = {"method": method, "rate": rate, "seeds": len(members)}
-        for key in ("miou", "macc", "allacc", "labelled_fraction"):
-            values = [m[key] for m in members if m[key] is not None]
+    for group, members in groups.items():
+        entry: dict[str, Any] = {**dict(zip(by, group, strict=True)), "seeds": len(members)}
+        for key in fields:
+            values = [m[key] for m in members if m.get(key) is not None]
             entry[key] = statistics.fmean(values) if values else None
             entry[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
         table.append(entry)

@@ -109,3 +109,33 @@ class Cosine(_Schedule):
 
     def decay(self, progress: float) -> float:
         return self.min_factor + (1 - self.min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+@SCHEDULES.register("cosine_annealing")
+class CosineAnnealing(_Schedule):
+    """PyTorch's ``CosineAnnealingLR(T_max=half_period_steps)`` stepped every step.
+
+    ``min_factor + (1 - min_factor) * 0.5 * (1 + cos(pi * t / T))``, t counted after warm-up.
+    It does not stop at T: the factor climbs back to 1 at 2T, so over a run longer than T the
+    schedule is periodic. HPAL trains 60 000 steps with T = 5000, i.e. six full cycles.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_steps: int,
+        half_period_steps: int,
+        min_factor: float = 0.0,
+        warmup_steps: int = 0,
+        warmup_start: float = 0.01,
+    ) -> None:
+        super().__init__(max_steps=max_steps, warmup_steps=warmup_steps, warmup_start=warmup_start)
+        if half_period_steps < 1:
+            raise ValueError(f"half_period_steps must be >= 1, got {half_period_steps}")
+        self.half_period_steps, self.min_factor = half_period_steps, min_factor
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return super().__call__(step)
+        phase = math.pi * (step - self.warmup_steps) / self.half_period_steps
+        return self.min_factor + (1 - self.min_factor) * 0.5 * (1 + math.cos(phase))

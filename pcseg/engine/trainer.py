@@ -28,6 +28,7 @@ from pcseg.data.formats.files import write_text
 from pcseg.engine import build, distributed
 from pcseg.engine.checkpoint import CheckpointManager, capture_rng_state, restore_rng_state
 from pcseg.engine.evaluator import evaluate
+from pcseg.engine.inference import load_weights
 from pcseg.engine.runlog import RunLog
 
 
@@ -85,8 +86,11 @@ def _check_resumable(state: dict[str, Any], config: Config, world_size: int) -> 
         )
 
 
-def _state(model, optimizer, scheduler, scaler, position: Position, config: Config, world_size):
+def _state(model, method, optimizer, scheduler, scaler, position: Position, config, world_size):
+    # A method with state of its own (e.g. a mean teacher) has it saved beside the model.
+    extra = {"method": method.state_dict()} if hasattr(method, "state_dict") else {}
     return {
+        **extra,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
@@ -98,13 +102,17 @@ def _state(model, optimizer, scheduler, scaler, position: Position, config: Conf
     }
 
 
-def _resume(manager, model, optimizer, scheduler, scaler, config: Config, world_size) -> Position:
+def _resume(
+    manager, model, method, optimizer, scheduler, scaler, config: Config, world_size
+) -> Position:
     found = manager.latest_valid()
     if found is None:
         raise FileNotFoundError(f"--resume: no usable checkpoint in {manager.directory}")
     path, state = found
     _check_resumable(state, config, world_size)
     model.load_state_dict(state["model"])
+    if hasattr(method, "load_state_dict"):
+        method.load_state_dict(state["method"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     # The schedule's own attributes come back from the checkpoint; the run may be longer now.
@@ -187,7 +195,12 @@ def fit(config: Config, work_dir: str | Path, *, resume: bool = False, progress:
         world_size=info.world_size,
         views=getattr(method, "views", 1),
     )
-    model = build.build_model(config, train_set.num_classes).to(info.device)
+    model = build.build_model(config, train_set.num_classes)
+    if config.model.init_from is not None:
+        load_weights(model, config.model.init_from, config)
+    model = model.to(info.device)
+    if hasattr(method, "attach"):  # methods that keep a copy of the model (mean teacher)
+        method.attach(model)
     optimizer = build.build_optimizer(config, model)
     scheduler = build.build_scheduler(config, optimizer)
     use_amp = config.train.amp and info.device.type == "cuda"
@@ -195,7 +208,9 @@ def fit(config: Config, work_dir: str | Path, *, resume: bool = False, progress:
     manager = CheckpointManager(work_dir / "checkpoints", keep=config.train.keep_checkpoints)
     position = Position()
     if resume:
-        position = _resume(manager, model, optimizer, scheduler, scaler, config, info.world_size)
+        position = _resume(
+            manager, model, method, optimizer, scheduler, scaler, config, info.world_size
+        )
     if info.is_main:  # after a resume only once the config was checked against the checkpoint's
         write_text(work_dir / "config.yaml", dump_config(config), overwrite=True)
     trained = model
@@ -228,6 +243,8 @@ def fit(config: Config, work_dir: str | Path, *, resume: bool = False, progress:
                 raise _diverged(position.step + 1, "the gradient norm", norm, batch, manager)
             scaler.step(optimizer)
             scaler.update()
+            if hasattr(method, "after_step"):
+                method.after_step(model)
             scheduler.step()
             position.step += 1
             position.batch_in_epoch += 1
@@ -254,7 +271,14 @@ def fit(config: Config, work_dir: str | Path, *, resume: bool = False, progress:
                     raise RuntimeError(f"replicas differ across ranks: {checksums}")
                 if info.is_main:
                     state = _state(
-                        model, optimizer, scheduler, scaler, position, config, info.world_size
+                        model,
+                        method,
+                        optimizer,
+                        scheduler,
+                        scaler,
+                        position,
+                        config,
+                        info.world_size,
                     )
                     manager.save(position.step, state)
             evaluate_now = config.train.eval_every and position.step % config.train.eval_every == 0
@@ -276,4 +300,17 @@ def fit(config: Config, work_dir: str | Path, *, resume: bool = False, progress:
     }
     if info.is_main:
         (work_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def train_once(config: Config, run_dir: Path, progress: bool) -> dict[str, Any]:
+    """Train (or resume, or read back) one run; returns its train summary."""
+    summary_file = run_dir / "train_summary.json"
+    if summary_file.is_file():
+        return json.loads(summary_file.read_text())
+    resume = bool(CheckpointManager(run_dir / "checkpoints").paths())
+    start = time.perf_counter()
+    summary = fit(config, run_dir, resume=resume, progress=progress)
+    summary["seconds"] = time.perf_counter() - start
+    summary_file.write_text(json.dumps(summary, indent=2))
     return summary

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from pcseg.data.collate import PointBatch
+from pcseg.data.collate import PointBatch, matching_points
 from pcseg.data.transforms import FEATURE_CHANNELS
 from pcseg.methods import METHODS
 from pcseg.methods.supervised import labelled_cross_entropy
@@ -64,20 +64,11 @@ def rampup(weight: float, epoch: float, epochs: float) -> float:
 def corresponding_voxels(first: PointBatch, second: PointBatch) -> tuple[Tensor, Tensor]:
     """Voxel pairs ``(i, j)`` of two views whose voxels hold the same original point.
 
-    Points are matched by (scan in the batch, ``point_index``); both views must hold the same
-    scans in the same order. Each distinct pair appears once.
+    Both views must hold the same scans in the same order. Each distinct pair appears once.
     """
-    if first.scene_ids != second.scene_ids:
-        raise ValueError(f"views hold different scans: {first.scene_ids} vs {second.scene_ids}")
-    span = int(max(first.point_index.max(), second.point_index.max())) + 1
-    keys_first = first.batch_index * span + first.point_index
-    keys_second = second.batch_index * span + second.point_index
-    order = torch.argsort(keys_second)
-    sorted_second = keys_second[order]
-    slot = torch.searchsorted(sorted_second, keys_first).clamp_(max=len(sorted_second) - 1)
-    found = sorted_second[slot] == keys_first
-    voxels_first = first.inverse[found]
-    voxels_second = second.inverse[order[slot[found]]]
+    rows_first, rows_second = matching_points(first, second)
+    voxels_first = first.inverse[rows_first]
+    voxels_second = second.inverse[rows_second]
     num_second = len(second.voxel_coords)
     pairs = torch.unique(voxels_first * num_second + voxels_second)
     return pairs // num_second, pairs % num_second

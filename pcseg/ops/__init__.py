@@ -5,7 +5,9 @@ without it every op runs its PyTorch reference.
 """
 
 from pcseg.ops._ext import extension_available
+from pcseg.ops.region_margin import region_margin, region_margin_reference
 from pcseg.ops.region_mask import draw_masked_regions, region_mask, region_mask_reference
+from pcseg.ops.selection import suppressed_selection, suppressed_selection_reference
 from pcseg.ops.voxelize import (
     Voxelization,
     segment_mean,
@@ -20,10 +22,14 @@ __all__ = [
     "Voxelization",
     "draw_masked_regions",
     "extension_available",
+    "region_margin",
+    "region_margin_reference",
     "region_mask",
     "region_mask_reference",
     "segment_mean",
     "segment_mean_reference",
+    "suppressed_selection",
+    "suppressed_selection_reference",
     "voxelize",
     "voxelize_reference",
 ]

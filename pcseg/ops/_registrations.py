@@ -1,7 +1,8 @@
 """Fake (shape-only) kernels and autograd formulas for the ops of ``pcseg._C``.
 
 They let ``torch.compile`` trace the ops and make ``segment_mean`` and ``region_mask``
-differentiable through the dispatcher itself. Imported once, right after ``pcseg._C`` loads.
+differentiable through the dispatcher itself (``region_margin`` and ``suppressed_selection`` feed
+selection scores and indices, and have no gradient). Imported once, right after ``pcseg._C`` loads.
 """
 
 from __future__ import annotations
@@ -77,3 +78,24 @@ def _region_mask_backward(
 torch.library.register_autograd(
     "pcseg::region_mask", _region_mask_backward, setup_context=_region_mask_setup
 )
+
+
+@torch.library.register_fake("pcseg::region_margin")
+def _region_margin_fake(probs: Tensor, parent: Tensor, num_regions: int) -> tuple[Tensor, Tensor]:
+    return probs.new_empty(num_regions, probs.shape[1]), probs.new_empty(num_regions)
+
+
+@torch.library.register_fake("pcseg::suppressed_selection")
+def _suppressed_selection_fake(
+    coord: Tensor,
+    feat: Tensor,
+    score: Tensor,
+    scene: Tensor,
+    labelled: Tensor,
+    budget: int,
+    radius: float,
+    cos_threshold: float,
+) -> Tensor:
+    # How many points survive the suppression depends on the data.
+    chosen = torch.library.get_ctx().new_dynamic_size()
+    return coord.new_empty(chosen, dtype=torch.long)

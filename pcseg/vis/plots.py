@@ -65,3 +65,33 @@ def plot_label_efficiency(
     if title:
         axes.set_title(title)
     return save_figure(figure, path)
+
+
+def plot_active_learning(
+    table: Sequence[dict[str, Any]], path: str | Path, *, title: str = ""
+) -> Path:
+    """mIoU (mean ± std over seeds) against the labelled share after each round, per strategy.
+
+    ``table`` rows hold ``strategy``, ``round``, ``labelled_fraction``, ``miou`` and
+    ``miou_std`` (fractions), as :func:`pcseg.active.report.aggregate_rounds` writes them.
+    """
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(6.4, 4.2))
+    for strategy in dict.fromkeys(row["strategy"] for row in table):
+        rows = [r for r in table if r["strategy"] == strategy and r["miou"] is not None]
+        rows.sort(key=lambda r: r["round"])
+        axes.errorbar(
+            [r["labelled_fraction"] * 100 for r in rows],
+            [r["miou"] * 100 for r in rows],
+            yerr=[r["miou_std"] * 100 for r in rows],
+            marker="o",
+            capsize=3,
+            label=strategy,
+        )
+    axes.set_xlabel("labelled points (%)")
+    axes.set_ylabel("mIoU (%)")
+    axes.grid(True, alpha=0.3)
+    axes.legend()
+    if title:
+        axes.set_title(title)
+    return save_figure(figure, path)

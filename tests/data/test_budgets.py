@@ -13,20 +13,22 @@ import pytest
 import torch
 
 from pcseg.data.budgets import (
-    LabelBudget,
-    SparseLabels,
     budget_from_limited_annotation,
-    budget_paths,
     make_budget,
-    read_budget,
     read_limited_annotation,
     sample_fixed_count,
     sample_per_class,
     scene_rng,
-    write_budget,
 )
 from pcseg.data.datasets import ScanNetDataset, SemanticKITTIDataset
 from pcseg.data.formats.validation import DataFormatError
+from pcseg.data.label_budget import (
+    LabelBudget,
+    SparseLabels,
+    budget_paths,
+    read_budget,
+    write_budget,
+)
 from pcseg.data.synthetic import write_indoor_scannet
 from pcseg.data.transforms import Compose, SphereCrop
 

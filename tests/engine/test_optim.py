@@ -31,6 +31,22 @@ def test_cosine_reaches_its_floor_and_constant_stays_flat():
     assert set(_factors({"name": "constant"}, 5)) == {1.0}
 
 
+def test_cosine_annealing_is_periodic_like_torchs_cosine_annealing_lr():
+    """HPAL's schedule: CosineAnnealingLR(T_max=5000) stepped every step of a longer run."""
+    factors = _factors({"name": "cosine_annealing", "half_period_steps": 5}, 30)
+    assert factors[0] == 1.0 and factors[5] == pytest.approx(0.0, abs=1e-12)
+    assert factors[10] == pytest.approx(1.0) and factors[25] == pytest.approx(0.0, abs=1e-12)
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    reference = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=5)
+    expected = []
+    for _ in range(30):
+        expected.append(optimizer.param_groups[0]["lr"] / 0.1)
+        optimizer.step()
+        reference.step()
+    assert factors[:30] == pytest.approx(expected, abs=1e-9)
+
+
 def test_schedule_drives_the_optimizer_per_step():
     param = torch.nn.Parameter(torch.zeros(2))
     optimizer = OPTIMIZERS.build({"name": "sgd", "lr": 0.1}, params=[param])

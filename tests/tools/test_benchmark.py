@@ -62,10 +62,35 @@ def test_region_mask_benchmark_times_kernel_and_reference():
     assert 0.4 < result["masked_fraction"] < 0.95
 
 
+def test_region_margin_benchmark_compares_with_torch_scatter():
+    tool = load_tool()
+    cloud = np.random.default_rng(4).uniform(0, [8, 8, 1], (5000, 3))
+    result = tool.bench_region_margin("small", cloud, repeats=2, classes=5, voxel_size=0.5)
+    assert set(result["median_ms"]) == {"reference", "kernel", "torch_scatter_mean_topk"}
+    assert all(t > 0 for t in result["median_ms"].values())
+    grid = np.floor(cloud.astype(np.float32).astype(np.float64) / 0.5)
+    assert result["regions"] == len(np.unique(grid, axis=0))
+    assert (result["points"], result["classes"]) == (5000, 5)
+
+
+def test_suppressed_selection_benchmark_checks_kernel_against_reference():
+    tool = load_tool()
+    result = tool.bench_suppressed_selection(
+        "small", repeats=2, points=20_000, scenes=4, extent=5.0, channels=3, fraction=0.01
+    )
+    assert set(result["median_ms"]) == {"reference", "kernel", "wrapper"}
+    assert all(t > 0 for t in result["median_ms"].values())
+    ratios = result["speedup_kernel_vs"]
+    assert ratios["reference"] == result["median_ms"]["reference"] / result["median_ms"]["kernel"]
+    assert result["budget"] == result["chosen"] == 200
+    assert result["same_as_reference"] is True
+
+
 def test_op_cases_cover_every_op_on_both_clouds(tmp_path, monkeypatch):
     tool = load_tool()
     calls = []
-    for name in ("bench_voxelize", "bench_segment_mean", "bench_region_mask"):
+    names = ("bench_voxelize", "bench_segment_mean", "bench_region_mask", "bench_region_margin")
+    for name in (*names, "bench_suppressed_selection"):
         monkeypatch.setattr(tool, name, lambda case, *a, **k: calls.append(case) or {})
     monkeypatch.setattr(tool, "synthetic_map", lambda: np.zeros((10, 3)))
     scan = tmp_path / tool.REAL_SCAN
@@ -76,8 +101,10 @@ def test_op_cases_cover_every_op_on_both_clouds(tmp_path, monkeypatch):
         "voxelize/semantickitti_00_000000",
         "segment_mean/semantickitti_00_000000_x64",
         "region_mask/semantickitti_00_000000_g4",
+        "region_margin/semantickitti_00_000000_x19",
         "voxelize/synthetic_map_1M",
         "region_mask/synthetic_map_1M_g4",
+        "suppressed_selection/random_10M",
     ]
 
 

@@ -12,8 +12,9 @@ import pytest
 import torch
 import yaml
 
-from pcseg.data.budgets import make_budget, read_budget
+from pcseg.data.budgets import make_budget
 from pcseg.data.datasets import SemanticKITTIDataset
+from pcseg.data.label_budget import read_budget
 
 TOOL = Path(__file__).resolve().parents[2] / "tools" / "make_sparse_labels.py"
 

@@ -1,0 +1,1 @@
+"""Active labelling: choosing which points a person labels next, and reading their answers."""
