@@ -58,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _budget(args: argparse.Namespace) -> float:
+    return 0.02 if args.budget is None else args.budget  # HPAL's 0.02 % per round
+
+
 def _run_all(args: argparse.Namespace) -> list[dict]:
     config = load_config(args.config, args.overrides)
     rows = []
@@ -66,7 +70,7 @@ def _run_all(args: argparse.Namespace) -> list[dict]:
             settings = LoopSettings(
                 strategy=strategy,
                 rounds=args.rounds,
-                budget_percent=None if args.points_per_scene else (args.budget or 0.02),
+                budget_percent=None if args.points_per_scene else _budget(args),
                 points_per_scene=args.points_per_scene,
                 initial_fraction=args.initial_fraction,
                 oracle=args.oracle,

@@ -101,6 +101,14 @@ def _native_answers(
     return answers
 
 
+def _settled(path: Path, poll_seconds: float) -> None:
+    """Wait until a file that just appeared stops changing (an editor may still be saving)."""
+    last = None
+    while path.is_file() and (state := (path.stat().st_size, path.stat().st_mtime_ns)) != last:
+        last = state
+        time.sleep(poll_seconds)
+
+
 def human_answers(
     queries: Path,
     dataset: SceneDataset,
@@ -127,6 +135,7 @@ def human_answers(
         print(message, flush=True)
         while not answered():
             time.sleep(poll_seconds)
+        _settled(csv_file, poll_seconds)
     scenes = query_scenes(dataset, chosen)
     if csv_file.is_file():
         return read_answers(csv_file, scenes, class_names=dataset.class_names)

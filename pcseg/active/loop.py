@@ -2,9 +2,10 @@
 
 Round r lives in ``<work>/round_XX`` and is a sequence of files, each written once, atomically:
 
-1. ``selection.npz`` / ``selection.json``: the points to ask about. Round 0 asks about random
-   points; round r > 0 ranks every point with round r - 1's model (``scores.npz`` keeps every
-   point's score) and chooses with the loop's strategy.
+1. ``selection.npz`` / ``selection.json``: the points to ask about, in the order chosen. Round
+   0 asks about random points; round r > 0 ranks every point with round r - 1's model
+   (``scores.npz`` keeps every point's score) and chooses with the loop's strategy among the
+   points never asked about (a point a person could not label is not asked again).
 2. ``labels.npz`` / ``labels.json``: the labelled set round r trains on, round r - 1's plus
    the answers. The ground-truth oracle answers from the dataset's labels (simulation); the
    human oracle writes ``queries/`` (a PLY per scan, ``queries.csv``, ``README.txt``) and
@@ -21,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +35,8 @@ from pcseg.active.answers import (
     query_scenes,
 )
 from pcseg.active.labels import initial_selection, labelled_budget, merge_labels
-from pcseg.active.oracle import write_queries
-from pcseg.active.selection import STRATEGIES, ScanPrediction, select_round
+from pcseg.active.oracle import QUERIES_NAME, README_NAME, QueryScene, write_queries
+from pcseg.active.selection import STRATEGIES, select_round
 from pcseg.config import Config
 from pcseg.data.datasets import SceneDataset
 from pcseg.data.formats.files import write_text
@@ -92,11 +94,6 @@ def _initial_count(settings: LoopSettings, size: int) -> float:
     return round(settings.points_per_scene * settings.initial_fraction)
 
 
-def _ordered(scans: list[ScanPrediction], picked: list[np.ndarray]) -> dict[str, np.ndarray]:
-    """Scene id -> chosen indices in the order chosen (most uncertain first)."""
-    return {scan.scene_id: chosen for scan, chosen in zip(scans, picked, strict=True)}
-
-
 def round_dir(work_dir: Path, index: int) -> Path:
     return Path(work_dir) / f"round_{index:02d}"
 
@@ -132,14 +129,38 @@ def _write_selection(
     directory: Path,
     chosen: dict[str, np.ndarray],
     info: dict[str, Any],
+    *,
     scores: dict[str, np.ndarray] | None,
+    queries: list[QueryScene] | None,
+    class_names: Sequence[str],
 ) -> None:
-    """``scores.npz`` (if any), then ``selection.npz``, then ``selection.json`` (the marker)."""
-    if scores is not None and not (directory / "scores.npz").exists():
+    """``scores.npz`` (if any), ``selection.npz``, the queries for a person (if any), and last
+    ``selection.json``, the marker of a finished stage."""
+    if scores is not None:
         write_scene_arrays(directory / "scores.npz", scores)
     write_scene_arrays(directory / "selection.npz", chosen)
+    if queries is not None:
+        write_queries(directory / "queries", queries, class_names=class_names)
     summary = {**info, "selected_points": int(sum(map(len, chosen.values())))}
     write_text(directory / "selection.json", json.dumps(summary, indent=1) + "\n", overwrite=False)
+
+
+def _selection_leftovers(directory: Path) -> list[Path]:
+    """What an unfinished selection stage may have written (never a person's answers)."""
+    queries = directory / "queries"
+    ours = [queries / QUERIES_NAME, queries / README_NAME, *queries.glob("*.ply")]
+    return [directory / "scores.npz", directory / "selection.npz", *ours]
+
+
+def _asked(work_dir: Path, index: int) -> dict[str, np.ndarray]:
+    """Every point asked about before round ``index``, answered or not (never asked again)."""
+    asked: dict[str, np.ndarray] = {}
+    for earlier in range(index):
+        for scene, chosen in read_scene_arrays(
+            round_dir(work_dir, earlier) / "selection.npz"
+        ).items():
+            asked[scene] = np.union1d(asked.get(scene, np.empty(0, np.int64)), chosen)
+    return asked
 
 
 def _clear_partial(marker: Path, files: list[Path]) -> None:
@@ -154,35 +175,28 @@ def _previous_checkpoint(work_dir: Path, index: int) -> str:
     return json.loads(summary.read_text())["checkpoint"]
 
 
-def _select_stage(context: _Context, index: int, previous: LabelBudget | None) -> None:
+def _select_stage(context: _Context, index: int) -> None:
     """Choose this round's queries and write the selection (and, for a person, the queries)."""
     directory = round_dir(context.work_dir, index)
-    _clear_partial(
-        directory / "selection.json", [directory / "scores.npz", directory / "selection.npz"]
-    )
+    _clear_partial(directory / "selection.json", _selection_leftovers(directory))
     settings, started = context.settings, time.perf_counter()
     info: dict[str, Any] = {"round": index, "strategy": settings.strategy}
+    human = settings.oracle == "human"
+    names = context.dataset.class_names
     if index == 0:
         chosen = initial_selection(
             context.sizes, count_of=lambda size: _initial_count(settings, size), seed=settings.seed
         )
-        info["strategy"] = "random (initial)"
-        _write_selection(
-            directory, chosen, {**info, "seconds": time.perf_counter() - started}, None
-        )
-        if settings.oracle == "human":
-            write_queries(
-                directory / "queries",
-                query_scenes(context.dataset, chosen),
-                class_names=context.dataset.class_names,
-            )
+        info.update(strategy="random (initial)", seconds=time.perf_counter() - started)
+        queries = query_scenes(context.dataset, chosen) if human else None
+        _write_selection(directory, chosen, info, scores=None, queries=queries, class_names=names)
         return
     checkpoint = _previous_checkpoint(context.work_dir, index)
     model = load_model(context.config, checkpoint, context.device)
     scans, scores, picked = select_round(
         model,
         context.dataset,
-        previous.indices if previous else {},
+        _asked(context.work_dir, index),
         strategy=settings.strategy,
         budget=_round_budget(settings, context.sizes),
         points_per_scene=settings.points_per_scene,
@@ -193,17 +207,18 @@ def _select_stage(context: _Context, index: int, previous: LabelBudget | None) -
         progress=context.progress,
     )
     info.update(model=checkpoint, seconds=time.perf_counter() - started)
-    if settings.oracle == "human":
-        write_queries(
-            directory / "queries",
-            query_scenes(
-                context.dataset, _ordered(scans, picked), predictions=scans, scores=scores
-            ),
-            class_names=context.dataset.class_names,
-        )
-    chosen = {scan.scene_id: np.sort(p) for scan, p in zip(scans, picked, strict=True)}
-    all_scores = {scan.scene_id: s.numpy() for scan, s in zip(scans, scores, strict=True)}
-    _write_selection(directory, chosen, info, all_scores)
+    chosen = {scan.scene_id: p for scan, p in zip(scans, picked, strict=True)}
+    queries = None
+    if human:
+        queries = query_scenes(context.dataset, chosen, predictions=scans, scores=scores)
+    _write_selection(
+        directory,
+        chosen,
+        info,
+        scores={scan.scene_id: s.numpy() for scan, s in zip(scans, scores, strict=True)},
+        queries=queries,
+        class_names=names,
+    )
 
 
 @dataclasses.dataclass
@@ -292,7 +307,7 @@ def run_loop(
         raise ValueError("the loop scores every round on data.val; this config defines none")
     build.check_config(config)
     config = dataclasses.replace(config, seed=settings.seed)
-    work_dir = Path(work_dir)
+    work_dir = Path(work_dir).resolve()  # checkpoint paths in the rounds stay valid anywhere
     work_dir.mkdir(parents=True, exist_ok=True)
     _check_settings(work_dir, settings, config)
     dataset = build.build_dataset(config, "train", augment=False)
@@ -312,7 +327,7 @@ def run_loop(
         done = directory / "round.json"
         if not done.is_file():
             if not (directory / "selection.json").is_file():
-                _select_stage(context, index, previous)
+                _select_stage(context, index)
             if not (directory / "labels.json").is_file():
                 _labels_stage(context, index, previous, wait, poll_seconds)
             budget = read_budget(directory / "labels")

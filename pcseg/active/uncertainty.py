@@ -43,7 +43,8 @@ def level_parents(coord: np.ndarray, grid_sizes: Sequence[float]) -> list[np.nda
 
     Level 0 is ``coord`` (N, 3). Level l + 1 holds the centres (mean coordinates) of the
     occupied cells of a ``grid_sizes[l]`` grid over level l; each level-l element's parent is
-    its nearest centre (which need not be the centre of its own cell).
+    its nearest centre (which need not be the centre of its own cell). Centres nearest to no
+    element are dropped, so every region has children and ids are ``0 .. M-1``.
     """
     parents = []
     level = np.asarray(coord, dtype=np.float64)
@@ -52,8 +53,11 @@ def level_parents(coord: np.ndarray, grid_sizes: Sequence[float]) -> list[np.nda
             raise ValueError(f"grid sizes must be > 0, got {size}")
         points = torch.from_numpy(level)
         centres = voxelize(points, size, feat=points).feat.numpy()
-        parents.append(cKDTree(centres).query(level, k=1)[1].astype(np.int64))
-        level = centres
+        nearest = cKDTree(centres).query(level, k=1)[1]
+        # A centre that is nobody's nearest has no children: it is not a region.
+        used, parent = np.unique(nearest, return_inverse=True)
+        parents.append(parent.astype(np.int64))
+        level = centres[used]
     return parents
 
 

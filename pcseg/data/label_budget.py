@@ -51,16 +51,18 @@ class LabelBudget:
     labels: dict[str, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
-        self.indices = {
-            str(scene): check_indices(values, what=f"scene {scene!r}")
-            for scene, values in self.indices.items()
-        }
-        if self.labels is not None:
-            self.labels = {str(k): np.asarray(v, dtype=np.int64) for k, v in self.labels.items()}
-            for scene, values in self.indices.items():
-                given = self.labels.get(scene)
-                if given is None or given.shape != values.shape:
+        given = None if self.labels is None else {str(k): v for k, v in self.labels.items()}
+        indices, labels = {}, {}
+        for scene, values in self.indices.items():
+            scene, values = str(scene), np.asarray(values)
+            indices[scene] = check_indices(values, what=f"scene {scene!r}")
+            if given is not None:
+                mine = np.asarray(given.get(scene, ()), dtype=np.int64)
+                if mine.shape != values.shape:
                     raise ValueError(f"scene {scene!r}: one given label per index is needed")
+                labels[scene] = mine[np.argsort(values, kind="stable")]  # follow the sort
+        self.indices = indices
+        self.labels = labels if given is not None else None
 
     @property
     def num_labelled(self) -> int:

@@ -58,6 +58,9 @@ def check_config(config: Config) -> None:
         for i, spec in enumerate(getattr(config.data, key)):
             TRANSFORMS.check(spec, where=f"data.{key}[{i}]")
     BACKBONES.check(config.model.backbone, where="model.backbone", provided=("in_channels",))
+    init = config.model.init_from
+    if init is not None and not Path(init).is_file():
+        raise ConfigError(f"model.init_from: {init} is not a file (a training checkpoint)")
     METHODS.check(config.method, where="method", provided=("input_features",))
     try:
         build_method(config)  # cheap; catches values the signature cannot

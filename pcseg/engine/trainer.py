@@ -289,6 +289,8 @@ def fit(config: Config, work_dir: str | Path, *, resume: bool = False, progress:
         else:
             position.epoch += 1
             position.batch_in_epoch = 0
+    if val_set is not None and scores is None:  # resumed after the last step's checkpoint
+        scores = _validate(model, val_set, config, info, log, position.step)
     bar.close()
     log.close()
     summary = {
@@ -299,7 +301,7 @@ def fit(config: Config, work_dir: str | Path, *, resume: bool = False, progress:
         "val": None if scores is None else {k: v for k, v in scores.items() if k != "confusion"},
     }
     if info.is_main:
-        (work_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
+        write_text(work_dir / "train_summary.json", json.dumps(summary, indent=2), overwrite=True)
     return summary
 
 
@@ -312,5 +314,5 @@ def train_once(config: Config, run_dir: Path, progress: bool) -> dict[str, Any]:
     start = time.perf_counter()
     summary = fit(config, run_dir, resume=resume, progress=progress)
     summary["seconds"] = time.perf_counter() - start
-    summary_file.write_text(json.dumps(summary, indent=2))
+    write_text(summary_file, json.dumps(summary, indent=2), overwrite=True)
     return summary

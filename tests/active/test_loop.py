@@ -80,7 +80,7 @@ def test_ground_truth_loop_grows_labels_by_the_budget(small_sequences, tmp_path,
             # Margin: the 20 lowest scores among the points not labelled before.
             free = np.setdiff1d(np.arange(len(scores[scene])), before.indices[scene])
             lowest = free[np.argsort(scores[scene][free], kind="stable")[:20]]
-            assert np.array_equal(np.sort(lowest), picked)
+            assert np.array_equal(lowest, picked)  # in the order chosen
         train_config = yaml.safe_load((directory / "train" / "config.yaml").read_text())
         assert train_config["model"]["init_from"].endswith("step_00000003.pth")
         assert f"round_{index - 1:02d}" in train_config["model"]["init_from"]
@@ -117,6 +117,11 @@ def test_human_oracle_round_trip_rejects_a_bad_file_and_keeps_the_state(
         run_loop(config, tmp_path, settings, wait=False, progress=False)
     queries = round_dir(tmp_path, 0) / "queries"
     assert len(list(queries.glob("*.ply"))) == 2 and (queries / "README.txt").is_file()
+    # Killed after the queries but before the stage's marker: the stage is redone cleanly.
+    (round_dir(tmp_path, 0) / "selection.json").unlink()
+    with pytest.raises(AwaitingAnswers):
+        run_loop(config, tmp_path, settings, wait=False, progress=False)
+    assert (round_dir(tmp_path, 0) / "selection.json").is_file()
     bad = _answer(queries / "queries.csv", "not-a-class")
     state = _snapshot(tmp_path)
     with pytest.raises(AnswerError, match="unknown class"):

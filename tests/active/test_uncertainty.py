@@ -63,3 +63,16 @@ def test_hierarchical_margin_by_hand():
     parents = level_parents(COORD, (0.1, 0.5, 1.0))
     flat = hierarchical_margin(PROBS, parents, level_weight=0.0)
     assert flat.tolist() == pytest.approx(point_margin(PROBS).tolist())
+
+
+def test_centres_without_children_are_not_regions():
+    # Two 0.1 m cells, each point nearer to the other cell's centre than to its own cell's
+    # except one: one centre gets no children and must not become a region.
+    coord = np.array(
+        [[0.101, 0.001, 0.001], [0.101, 0.099, 0.099], [0.099, 0.001, 0.001], [0.099, 0.101, 0.101]]
+    )
+    parents = level_parents(coord, (0.1, 0.5))
+    assert sorted(set(parents[0].tolist())) == list(range(int(parents[0].max()) + 1))
+    probs = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.6, 0.4]])
+    score = hierarchical_margin(probs, parents)
+    assert torch.isfinite(score).all() and len(score) == 4

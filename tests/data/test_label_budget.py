@@ -82,3 +82,11 @@ def test_given_labels_must_fit_the_indices_and_the_manifest(tmp_path: Path) -> N
     labels_path(npz).unlink()
     with pytest.raises(DataFormatError, match=r"c\.labels\.npz"):
         read_budget(npz)
+
+
+def test_given_labels_follow_their_indices_when_sorted() -> None:
+    unsorted = LabelBudget(
+        {"s": np.array([6, 1, 4])}, {"mode": "active"}, labels={"s": np.array([60, 10, 40])}
+    )
+    assert unsorted.indices["s"].tolist() == [1, 4, 6]
+    assert unsorted.labels["s"].tolist() == [10, 40, 60]

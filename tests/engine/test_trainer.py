@@ -177,3 +177,42 @@ def test_training_on_the_real_frame_beats_the_majority_class(shared_data, tmp_pa
     assert val["points"] == counts.sum()
     print(f"real frame: mIoU {val['miou']:.3f}, majority-class mIoU {majority_miou:.3f}")
     assert val["miou"] > 0.6 and val["miou"] > 10 * majority_miou
+
+
+def test_init_from_starts_a_run_from_a_checkpoints_weights(one_scene, tmp_path, make_config):
+    from pcseg.registry import ConfigError
+
+    first = fit(
+        config_from_dict(make_config(one_scene, data={"val": None})), tmp_path / "a", progress=False
+    )
+    source = load_checkpoint(first["checkpoint"])["model"]
+    # SGD with lr 0 and no momentum leaves the weights where they started.
+    frozen = make_config(
+        one_scene,
+        data={"val": None},
+        model={"init_from": first["checkpoint"]},
+        optim={"name": "sgd", "lr": 0.0, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0},
+        train={"max_steps": 1},
+    )
+    second = fit(config_from_dict(frozen), tmp_path / "b", progress=False)
+    weights = load_checkpoint(second["checkpoint"])["model"]
+    for key, value in source.items():
+        if value.is_floating_point() and "running" not in key:  # BN statistics still update
+            assert torch.equal(value, weights[key]), key
+    other = {**frozen, "data": {**frozen["data"], "voxel_size": 0.2}}
+    with pytest.raises(ValueError, match="voxel_size"):
+        fit(config_from_dict(other), tmp_path / "c", progress=False)
+    missing = {**frozen, "model": {**frozen["model"], "init_from": str(tmp_path / "nope.pth")}}
+    with pytest.raises(ConfigError, match="init_from"):
+        fit(config_from_dict(missing), tmp_path / "d", progress=False)
+
+
+def test_run_resumed_after_its_last_checkpoint_still_reports_scores(
+    one_scene, tmp_path, make_config
+):
+    """Killed during the final validation: the resumed run validates instead of skipping it."""
+    config = config_from_dict(make_config(one_scene, train={"max_steps": 2, "checkpoint_every": 2}))
+    first = fit(config, tmp_path / "run", progress=False)
+    (tmp_path / "run" / "train_summary.json").unlink()
+    again = fit(config, tmp_path / "run", resume=True, progress=False)
+    assert again["val"]["miou"] == pytest.approx(first["val"]["miou"])
