@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from pcseg.config import config_from_dict
-from pcseg.data.budgets import make_budget, write_budget
+from pcseg.data.budgets import make_budget
 from pcseg.data.collate import collate
+from pcseg.data.label_budget import write_budget
 from pcseg.data.sample import make_sample
 from pcseg.engine import build
 from pcseg.methods import METHODS

@@ -1,5 +1,5 @@
 """Mean teacher: KL and EMA by hand, which points get pseudo-labels, the clean and augmented
-views, and a run whose teacher survives a resume exactly."""
+views, and a run whose teacher is restored on resume."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 from pcseg.config import config_from_dict
-from pcseg.data.budgets import make_budget, write_budget
+from pcseg.data.budgets import make_budget
 from pcseg.data.collate import collate
+from pcseg.data.label_budget import write_budget
 from pcseg.data.sample import make_sample
 from pcseg.engine import build
 from pcseg.engine.checkpoint import load_checkpoint
