@@ -65,8 +65,8 @@ def _budget(args: argparse.Namespace) -> float:
 def _run_all(args: argparse.Namespace) -> list[dict]:
     config = load_config(args.config, args.overrides)
     rows = []
-    for strategy in args.strategies:
-        for seed in args.seeds:
+    for seed in args.seeds:  # every strategy once per seed: a cut-short run stays comparable
+        for strategy in args.strategies:
             settings = LoopSettings(
                 strategy=strategy,
                 rounds=args.rounds,
