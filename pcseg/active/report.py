@@ -6,7 +6,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from pcseg.engine.label_efficiency import aggregate
+from pcseg.engine.label_efficiency import aggregate, miou_grid
 
 
 def aggregate_rounds(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -34,13 +34,4 @@ def markdown_rounds(table: Sequence[dict[str, Any]]) -> str:
         share = statistics.fmean(e["labelled_fraction"] for e in entries)
         points = statistics.fmean(e["labelled_points"] for e in entries)
         header.append(f"round {index} ({share * 100:.3g} %, {points:,.0f} points)")
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    cells = {(e["strategy"], e["round"]): e for e in table}
-    for strategy in dict.fromkeys(e["strategy"] for e in table):
-        row = [strategy]
-        for index in rounds:
-            entry = cells.get((strategy, index))
-            miou = None if entry is None else entry["miou"]
-            row.append("" if miou is None else f"{miou * 100:.1f} ± {entry['miou_std'] * 100:.1f}")
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines) + "\n"
+    return miou_grid(table, row_key="strategy", column_key="round", columns=rounds, header=header)

@@ -161,18 +161,31 @@ def aggregate(
     return table
 
 
+def miou_grid(
+    table: Sequence[dict[str, Any]],
+    *,
+    row_key: str,
+    column_key: str,
+    columns: Sequence[Any],
+    header: Sequence[str],
+) -> str:
+    """A markdown table of ``mean ± std`` mIoU in percent: one row per distinct ``row_key``
+    (in order of appearance), one column per value of ``column_key`` in ``columns``."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    cells = {(e[row_key], e[column_key]): e for e in table}
+    for name in dict.fromkeys(e[row_key] for e in table):
+        row = [str(name)]
+        for column in columns:
+            entry = cells.get((name, column))
+            miou = None if entry is None else entry["miou"]
+            row.append("" if miou is None else f"{miou * 100:.1f} ± {entry['miou_std'] * 100:.1f}")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown_table(table: Sequence[dict[str, Any]]) -> str:
     """Methods as rows, label rates as columns, cells ``mean ± std`` mIoU in percent."""
     rates = sorted({e["rate"] for e in table if e["rate"] is not None}, reverse=True)
     columns = [*rates, None] if any(e["rate"] is None for e in table) else rates
     header = ["method", *("100 %" if r is None else f"{r * 100:g} %" for r in columns)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    cells = {(e["method"], e["rate"]): e for e in table}
-    for method in dict.fromkeys(e["method"] for e in table):
-        row = [method]
-        for rate in columns:
-            entry = cells.get((method, rate))
-            miou = None if entry is None else entry["miou"]
-            row.append("" if miou is None else f"{miou * 100:.1f} ± {entry['miou_std'] * 100:.1f}")
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines) + "\n"
+    return miou_grid(table, row_key="method", column_key="rate", columns=columns, header=header)
