@@ -27,6 +27,16 @@ TORCH_LIBRARY_FRAGMENT(pcseg, m) {
   // pcseg/ops/selection.py.
   m.def("suppressed_selection(Tensor coord, Tensor feat, Tensor score, Tensor scene,"
         " Tensor labelled, int budget, float radius, float cos_threshold) -> Tensor");
+  // features (N_in,C) float32/float64, weight (K,C) same dtype, neighbours (N_out,K) int64 (-1:
+  // no input), transposed (N_in,K) int64, the map's transpose (used by the gradient) -> (N_out,C)
+  // out[o,c] = sum_k weight[k,c] * features[neighbours[o,k],c]. Differentiable (registered in
+  // pcseg/ops/_registrations.py). Spec: pcseg/ops/depthwise_conv.py.
+  m.def("depthwise_sparse_conv(Tensor features, Tensor weight, Tensor neighbours,"
+        " Tensor transposed) -> Tensor");
+  // grad_out (N_out,C), features (N_in,C), neighbours, transposed as above -> (K,C) weight
+  // gradient sum_o grad_out[o,c] * features[neighbours[o,k],c], added in a fixed order.
+  m.def("depthwise_sparse_conv_weight_grad(Tensor grad_out, Tensor features, Tensor neighbours,"
+        " Tensor transposed) -> Tensor");
 }
 
 static PyObject* compiled_with_cuda(PyObject*, PyObject*) {

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 
 from pcseg.ops import (
+    build_kernel_map,
+    depthwise_sparse_conv_reference,
     draw_masked_regions,
     region_margin_reference,
     region_mask_reference,
@@ -259,6 +261,74 @@ def bench_suppressed_selection(
             "cos_threshold": threshold,
             "chosen": len(chosen),
             "same_as_reference": bool(torch.equal(chosen, outputs["reference"])),
+            "median_ms": times,
+        }
+    )
+
+
+def _spconv_subm_fwd_bwd(coords: torch.Tensor, shape: list[int], features, probe) -> Callable:
+    """spconv's full C -> C SubMConv3d (3x3x3), its rulebook built once and reused, as the
+    dense-channel layer a depthwise one replaces; on CPU it runs pcseg's torch computation over
+    spconv's rulebook (:mod:`pcseg.models.sparse`)."""
+    from pcseg.models.sparse import spconv
+
+    channels = features.shape[1]
+    layer = spconv.SubMConv3d(channels, channels, 3, bias=False, indice_key="bench")
+    rulebook = layer(spconv.SparseConvTensor(features, coords, shape, 1)).indice_dict
+
+    def run() -> None:
+        x = features.detach().requires_grad_()
+        tensor = spconv.SparseConvTensor(x, coords, shape, 1, indice_dict=rulebook)
+        layer(tensor).features.backward(probe)
+
+    return run
+
+
+def bench_depthwise_conv(
+    name: str, coord: np.ndarray, channels: int, repeats: int, *, voxel_size: float = 0.05
+) -> dict:
+    """Forward + backward of a 3x3x3 submanifold depthwise convolution over the cloud's voxels:
+    the kernel, the PyTorch reference and, for context, spconv's full ``SubMConv3d`` (C -> C, 27x
+    the multiply-adds). The kernel map is built once outside the timings (as a network reuses it
+    through its ``indice_key``); its build time is reported on its own."""
+    points = torch.from_numpy(np.ascontiguousarray(coord, dtype=np.float32))
+    coords = voxelize(points, voxel_size).coords
+    shape = (coords[:, 1:].amax(0) + 1).tolist()
+    kernel_map = build_kernel_map(coords, shape, 3, subm=True).kernel_map
+    gen = torch.Generator().manual_seed(0)
+    features = torch.randn(len(coords), channels, generator=gen)
+    weight = torch.randn(kernel_map.kernel_volume, channels, generator=gen)
+    probe = torch.randn(len(coords), channels, generator=gen)
+
+    def fwd_bwd(conv: Callable) -> Callable[[], None]:
+        def run() -> None:
+            x, w = features.detach().requires_grad_(), weight.detach().requires_grad_()
+            conv(x, w).backward(probe)
+
+        return run
+
+    methods: dict[str, Callable[[], object]] = {
+        "reference": fwd_bwd(lambda x, w: depthwise_sparse_conv_reference(x, w, kernel_map)),
+    }
+    if extension_available():
+        methods["kernel"] = fwd_bwd(
+            lambda x, w: torch.ops.pcseg.depthwise_sparse_conv(
+                x, w, kernel_map.neighbours, kernel_map.transposed
+            )
+        )
+    methods["spconv_subm_conv_full"] = _spconv_subm_fwd_bwd(coords, shape, features, probe)
+    times = {method: median_ms(fn, repeats, warmup=1) for method, fn in methods.items()}
+    build = median_ms(lambda: build_kernel_map(coords, shape, 3, subm=True), repeats, warmup=1)
+    pairs = int((kernel_map.neighbours >= 0).sum())
+    return _with_ratios(
+        {
+            "case": name,
+            "points": len(points),
+            "voxel_size": voxel_size,
+            "voxels": len(coords),
+            "channels": channels,
+            "neighbour_pairs": pairs,
+            "kernel_map_ms": build,
             "median_ms": times,
         }
     )

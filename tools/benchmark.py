@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from bench_ops import (
+    bench_depthwise_conv,
     bench_region_margin,
     bench_region_mask,
     bench_segment_mean,
@@ -52,6 +53,7 @@ BACKBONE_CONFIGS = {
 INFERENCE_FEATURES = ("coord", "remission")
 INFERENCE_CLASSES = 19  # SemanticKITTI
 STAGES = ("voxelisation", "network", "devoxelisation")
+DEPTHWISE_CHANNELS = (32, 64, 128)
 
 
 def backbone_spec(size: str) -> dict:
@@ -261,8 +263,9 @@ def format_inference(results: list[dict]) -> str:
 
 
 def cases(data_root: Path, repeats: int) -> list[dict]:
-    """The op timings (:mod:`bench_ops`) on the real scan, when present, the ~1M-point map, and
-    the selection from 10M random points."""
+    """The op timings (:mod:`bench_ops`) on the real scan, when present (the depthwise
+    convolution, slowest, with a quarter of the repeats), the ~1M-point map, and the selection
+    from 10M random points."""
     results = []
     scan = data_root / REAL_SCAN
     if scan.is_file():
@@ -271,6 +274,15 @@ def cases(data_root: Path, repeats: int) -> list[dict]:
         results.append(bench_segment_mean(f"segment_mean/{REAL_SCAN_NAME}_x64", coord, 64, repeats))
         results.append(bench_region_mask(f"region_mask/{REAL_SCAN_NAME}_g4", coord, repeats))
         results.append(bench_region_margin(f"region_margin/{REAL_SCAN_NAME}_x19", coord, repeats))
+        for channels in DEPTHWISE_CHANNELS:
+            results.append(
+                bench_depthwise_conv(
+                    f"depthwise_conv/{REAL_SCAN_NAME}_x{channels}",
+                    coord,
+                    channels,
+                    max(3, repeats // 4),
+                )
+            )
     world, map_repeats = synthetic_map(), max(3, repeats // 4)
     results.append(bench_voxelize("voxelize/synthetic_map_1M", world, 0.05, map_repeats))
     results.append(bench_region_mask("region_mask/synthetic_map_1M_g4", world, map_repeats))

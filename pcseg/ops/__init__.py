@@ -5,6 +5,8 @@ without it every op runs its PyTorch reference.
 """
 
 from pcseg.ops._ext import extension_available
+from pcseg.ops.depthwise_conv import depthwise_sparse_conv, depthwise_sparse_conv_reference
+from pcseg.ops.kernel_map import KernelMap, SparseConvMap, build_kernel_map
 from pcseg.ops.region_margin import region_margin, region_margin_reference
 from pcseg.ops.region_mask import draw_masked_regions, region_mask, region_mask_reference
 from pcseg.ops.selection import suppressed_selection, suppressed_selection_reference
@@ -19,7 +21,12 @@ from pcseg.ops.voxelize import (
 extension_available()
 
 __all__ = [
+    "KernelMap",
+    "SparseConvMap",
     "Voxelization",
+    "build_kernel_map",
+    "depthwise_sparse_conv",
+    "depthwise_sparse_conv_reference",
     "draw_masked_regions",
     "extension_available",
     "region_margin",

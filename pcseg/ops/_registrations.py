@@ -1,8 +1,9 @@
 """Fake (shape-only) kernels and autograd formulas for the ops of ``pcseg._C``.
 
-They let ``torch.compile`` trace the ops and make ``segment_mean`` and ``region_mask``
-differentiable through the dispatcher itself (``region_margin`` and ``suppressed_selection`` feed
-selection scores and indices, and have no gradient). Imported once, right after ``pcseg._C`` loads.
+They let ``torch.compile`` trace the ops and make ``segment_mean``, ``region_mask`` and
+``depthwise_sparse_conv`` differentiable through the dispatcher itself (``region_margin`` and
+``suppressed_selection`` feed selection scores and indices, and have no gradient). Imported once,
+right after ``pcseg._C`` loads.
 """
 
 from __future__ import annotations
@@ -99,3 +100,64 @@ def _suppressed_selection_fake(
     # How many points survive the suppression depends on the data.
     chosen = torch.library.get_ctx().new_dynamic_size()
     return coord.new_empty(chosen, dtype=torch.long)
+
+
+@torch.library.register_fake("pcseg::depthwise_sparse_conv")
+def _depthwise_sparse_conv_fake(
+    features: Tensor, weight: Tensor, neighbours: Tensor, transposed: Tensor
+) -> Tensor:
+    return features.new_empty(neighbours.shape[0], features.shape[1])
+
+
+@torch.library.register_fake("pcseg::depthwise_sparse_conv_weight_grad")
+def _depthwise_sparse_conv_weight_grad_fake(
+    grad_out: Tensor, features: Tensor, neighbours: Tensor, transposed: Tensor
+) -> Tensor:
+    return features.new_empty(neighbours.shape[1], features.shape[1])
+
+
+# Both gradients of the depthwise convolution are depthwise convolutions over the same map (the
+# feature gradient gathers through the transposed table), so these formulas are differentiable
+# again: second derivatives come for free.
+def _depthwise_setup(ctx, inputs, output) -> None:
+    ctx.save_for_backward(*inputs)
+
+
+def _depthwise_backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
+    features, weight, neighbours, transposed = ctx.saved_tensors
+    grad_features = grad_weight = None
+    if ctx.needs_input_grad[0]:
+        grad_features = torch.ops.pcseg.depthwise_sparse_conv(grad, weight, transposed, neighbours)
+    if ctx.needs_input_grad[1]:
+        grad_weight = torch.ops.pcseg.depthwise_sparse_conv_weight_grad(
+            grad, features, neighbours, transposed
+        )
+    return grad_features, grad_weight, None, None
+
+
+torch.library.register_autograd(
+    "pcseg::depthwise_sparse_conv", _depthwise_backward, setup_context=_depthwise_setup
+)
+
+
+def _weight_grad_backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
+    # d/d grad_out of sum_o grad_out[o] * features[nb[o, k]] is a convolution of the features
+    # with the incoming (K, C) gradient as weight; d/d features the same over the transpose.
+    grad_out, features, neighbours, transposed = ctx.saved_tensors
+    grad_grad_out = grad_features = None
+    if ctx.needs_input_grad[0]:
+        grad_grad_out = torch.ops.pcseg.depthwise_sparse_conv(
+            features, grad, neighbours, transposed
+        )
+    if ctx.needs_input_grad[1]:
+        grad_features = torch.ops.pcseg.depthwise_sparse_conv(
+            grad_out, grad, transposed, neighbours
+        )
+    return grad_grad_out, grad_features, None, None
+
+
+torch.library.register_autograd(
+    "pcseg::depthwise_sparse_conv_weight_grad",
+    _weight_grad_backward,
+    setup_context=_depthwise_setup,
+)

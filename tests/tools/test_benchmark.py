@@ -86,10 +86,30 @@ def test_suppressed_selection_benchmark_checks_kernel_against_reference():
     assert result["same_as_reference"] is True
 
 
+def test_depthwise_conv_benchmark_times_kernel_reference_and_spconv():
+    tool = load_tool()
+    cloud = np.random.default_rng(5).uniform(0, [4, 4, 1], (4000, 3))
+    result = tool.bench_depthwise_conv("small", cloud, 8, repeats=2, voxel_size=0.1)
+    assert set(result["median_ms"]) == {"reference", "kernel", "spconv_subm_conv_full"}
+    assert all(t > 0 for t in result["median_ms"].values()) and result["kernel_map_ms"] > 0
+    ratios = result["speedup_kernel_vs"]
+    assert ratios["reference"] == result["median_ms"]["reference"] / result["median_ms"]["kernel"]
+    grid = np.floor(cloud.astype(np.float32).astype(np.float64) / 0.1)
+    assert result["voxels"] == len(np.unique(grid, axis=0))
+    assert result["voxels"] <= result["neighbour_pairs"] <= 27 * result["voxels"]
+    assert (result["points"], result["channels"]) == (4000, 8)
+
+
 def test_op_cases_cover_every_op_on_both_clouds(tmp_path, monkeypatch):
     tool = load_tool()
     calls = []
-    names = ("bench_voxelize", "bench_segment_mean", "bench_region_mask", "bench_region_margin")
+    names = (
+        "bench_voxelize",
+        "bench_segment_mean",
+        "bench_region_mask",
+        "bench_region_margin",
+        "bench_depthwise_conv",
+    )
     for name in (*names, "bench_suppressed_selection"):
         monkeypatch.setattr(tool, name, lambda case, *a, **k: calls.append(case) or {})
     monkeypatch.setattr(tool, "synthetic_map", lambda: np.zeros((10, 3)))
@@ -102,6 +122,9 @@ def test_op_cases_cover_every_op_on_both_clouds(tmp_path, monkeypatch):
         "segment_mean/semantickitti_00_000000_x64",
         "region_mask/semantickitti_00_000000_g4",
         "region_margin/semantickitti_00_000000_x19",
+        "depthwise_conv/semantickitti_00_000000_x32",
+        "depthwise_conv/semantickitti_00_000000_x64",
+        "depthwise_conv/semantickitti_00_000000_x128",
         "voxelize/synthetic_map_1M",
         "region_mask/synthetic_map_1M_g4",
         "suppressed_selection/random_10M",
