@@ -1,4 +1,5 @@
-"""``import pcseg`` is silent, loads no optional extras and never touches CUDA."""
+"""``import pcseg`` is silent, loads no optional extras and never touches CUDA; the
+visualisation modules load Open3D and matplotlib only when they draw."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import sys
 SCRIPT = """
 import sys, torch
 import pcseg, pcseg.ops, pcseg.data.formats.semantickitti
+import pcseg.vis.plots, pcseg.vis.render, pcseg.vis.result_plots, pcseg.vis.scenes, pcseg.vis.viewer
 pcseg.ops.voxelize(torch.rand(100, 3), 0.1)
 assert not torch.cuda.is_initialized(), "CUDA was initialised"
-loaded = sorted(m for m in ("open3d", "laspy", "tensorboard", "skimage") if m in sys.modules)
+extras = ("open3d", "matplotlib", "laspy", "tensorboard", "skimage")
+loaded = sorted(m for m in extras if m in sys.modules)
 assert not loaded, loaded
 """
 

@@ -1,5 +1,6 @@
 """Offline demo: synthetic scans written in a real format, a small sparse UNet trained on CPU,
-evaluated on held-out scans, predictions exported in the dataset's own format.
+evaluated on held-out scans, predictions exported in the dataset's own format, and pictures:
+a render of the first held-out scan (ground truth | prediction | errors) and plots of the run.
 
     python tools/demo.py [--out work_dirs/demo] [--dataset outdoor|s3dis|scannet]
                          [--set key.path=value ...] [--data-only]
@@ -23,9 +24,13 @@ from pathlib import Path
 
 from pcseg.config import Config, load_config
 from pcseg.data.synthetic import write_indoor_s3dis, write_indoor_scannet, write_outdoor_sequences
+from pcseg.engine import build
 from pcseg.engine.checkpoint import CheckpointManager
 from pcseg.engine.inference import test_checkpoint
 from pcseg.engine.trainer import fit
+from pcseg.vis import scenes
+from pcseg.vis.render import render_image, save_png
+from pcseg.vis.result_plots import plot_results
 
 STAMP = ".pcseg-demo.json"
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "demo"
@@ -92,6 +97,25 @@ def train(config: Config, run_dir: Path) -> Path:
     return Path(fit(config, run_dir, resume=bool(checkpoints))["checkpoint"])
 
 
+def write_figures(config: Config, run_dir: Path, predictions: Path, results: Path) -> list[Path]:
+    """Render the first held-out scan's predictions and plot the run (the demo's own files,
+    replaced on every run); the ceiling of a room is left out so the camera sees inside."""
+    figures = run_dir / "figures"
+    dataset = build.build_dataset(config, config.eval.split, augment=False)
+    scan = scenes.load_scan(dataset, 0)
+    pred = scenes.read_predictions(dataset, 0, predictions, num_points=scan.num_points)
+    keep = scenes.visible_points(scan, [c for c in ("ceiling",) if c in scan.class_names])
+    panels = scenes.label_panels(scan.subset(keep), pred[keep], scenes.LABEL_MODES)
+    image, backend = render_image(panels, width=1500, height=600, point_size=3)
+    render = figures / f"{scan.scene_id.replace('/', '_')}.png"
+    print(f"rendered {scan.scene_id} with backend {backend}")
+    return [
+        save_png(image, render, overwrite=True),
+        *plot_results(run_dir / "metrics.jsonl", figures, overwrite=True),
+        *plot_results(results / "metrics.json", figures, overwrite=True),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("work_dirs/demo"))
@@ -116,6 +140,8 @@ def main() -> None:
     )
     print(f"\nValidation ({args.dataset}, every point of {scores['scans']} held-out scans):")
     print(scores["table"])
+    figures = write_figures(config, run_dir, predictions, results)
+    print("\nFigures:\n" + "\n".join(f"  {path.resolve()}" for path in figures))
     print(
         f"\nResults: {results.resolve()}/metrics.json; predictions (native format): "
         f"{predictions.resolve()}; TensorBoard logs: tensorboard --logdir "

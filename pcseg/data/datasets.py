@@ -66,6 +66,41 @@ class SceneDataset(Dataset, abc.ABC):
     def export(self, index: int, classes: np.ndarray, out_dir: Path) -> list[Path]:
         """Write predicted classes (one per point, reader order) in the native format."""
 
+    @abc.abstractmethod
+    def prediction_path(self, index: int, out_dir: Path) -> Path:
+        """Where :meth:`export` puts the scan's predictions (the file :meth:`read_prediction`
+        reads back)."""
+
+    def read_prediction(self, path: str | Path) -> np.ndarray:
+        """Predicted classes from a file: the native export format, or an ``.npy`` of class
+        indices (0..K-1, -1 = none) from any other tool.
+
+        Raises:
+            DataFormatError: missing or unreadable file, or an unknown class id.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise DataFormatError(path, "prediction file not found")
+        if path.suffix != ".npy":
+            return self._read_native_prediction(path)
+        try:
+            classes = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise DataFormatError(path, f"unreadable .npy: {error}") from None
+        if classes.ndim != 1 or not np.issubdtype(classes.dtype, np.integer):
+            raise DataFormatError(
+                path, f"must hold a 1-D integer array, got {classes.dtype} {classes.shape}"
+            )
+        bad = (classes < -1) | (classes >= self.num_classes)
+        if bad.any():
+            raise DataFormatError(
+                path, f"unknown class id {int(classes[bad][0])}; valid: -1..{self.num_classes - 1}"
+            )
+        return classes.astype(np.int64)
+
+    def _read_native_prediction(self, path: Path) -> np.ndarray:
+        raise DataFormatError(path, "not a prediction file of this dataset (expected .npy)")
+
     def __getitem__(self, key: int | tuple[int, int]) -> Sample:
         index, seed = key if isinstance(key, tuple) else (key, 0)
         sample = self.read(index)
@@ -100,6 +135,8 @@ class SemanticKITTIDataset(SceneDataset):
         label_dir: label folder ("labels", "scribbles"); frames without a label file are left
             out. None lists every frame, unlabelled.
         frames: optional frame ids to keep (the same for every sequence).
+        label_root: where ``sequences/XX/<label_dir>/`` lies when not under ``root`` (labels
+            written beside a read-only data root, such as ``tools/pseudo_label.py`` output).
     """
 
     class_names = kitti_meta.CLASS_NAMES
@@ -112,19 +149,21 @@ class SemanticKITTIDataset(SceneDataset):
         sequences: str | Sequence[str] = "train",
         label_dir: str | None = "labels",
         frames: Sequence[int] | None = None,
+        label_root: str | Path | None = None,
         transforms: Compose | None = None,
     ) -> None:
         super().__init__(transforms=transforms)
         self.root = Path(root)
         self.label_dir = label_dir
+        self.label_root = Path(label_root) if label_root is not None else self.root
         self.items: list[tuple[Path, int]] = []
         for name in _sequence_names(sequences):
             seq_dir = self.root / "sequences" / name
             for frame in semantickitti.frame_ids(seq_dir):
                 if frames is not None and frame not in frames:
                     continue
-                label = seq_dir / (label_dir or "") / f"{frame:06d}.label"
-                if label_dir is None or label.is_file():
+                label = self._label_path(seq_dir, frame)
+                if label is None or label.is_file():
                     self.items.append((seq_dir, frame))
         if not self.items:
             raise DataFormatError(self.root, f"no labelled frames in sequences {sequences}")
@@ -136,19 +175,34 @@ class SemanticKITTIDataset(SceneDataset):
         seq_dir, frame = self.items[index]
         return f"{seq_dir.name}/{frame:06d}"
 
+    def _label_path(self, seq_dir: Path, frame: int) -> Path | None:
+        if self.label_dir is None:
+            return None
+        return self.label_root / "sequences" / seq_dir.name / self.label_dir / f"{frame:06d}.label"
+
     def read(self, index: int) -> Sample:
         seq_dir, frame = self.items[index]
-        return semantickitti.read_frame(seq_dir, frame, label_dir=self.label_dir)
+        return semantickitti.read_frame(
+            seq_dir, frame, label_dir=None, label_path=self._label_path(seq_dir, frame)
+        )
 
     def num_points(self, index: int) -> int:
         seq_dir, frame = self.items[index]
         return (seq_dir / "velodyne" / f"{frame:06d}.bin").stat().st_size // 16
 
     def export(self, index: int, classes: np.ndarray, out_dir: Path) -> list[Path]:
-        seq_dir, frame = self.items[index]
-        path = Path(out_dir) / "sequences" / seq_dir.name / "predictions" / f"{frame:06d}.label"
+        path = self.prediction_path(index, out_dir)
         semantickitti.write_predictions(path, classes)
         return [path]
+
+    def prediction_path(self, index: int, out_dir: Path) -> Path:
+        seq_dir, frame = self.items[index]
+        return Path(out_dir) / "sequences" / seq_dir.name / "predictions" / f"{frame:06d}.label"
+
+    def _read_native_prediction(self, path: Path) -> np.ndarray:
+        if path.suffix != ".label":
+            raise DataFormatError(path, "expected a SemanticKITTI .label file (or .npy classes)")
+        return semantickitti.raw_to_class(path, semantickitti.read_label(path)[0])
 
 
 def _count_lines(path: Path) -> int:
@@ -209,8 +263,12 @@ class S3DISDataset(SceneDataset):
         return total
 
     def export(self, index: int, classes: np.ndarray, out_dir: Path) -> list[Path]:
+        stem = self.prediction_path(index, out_dir).with_suffix("")
+        return list(s3dis.write_predictions(stem, classes))
+
+    def prediction_path(self, index: int, out_dir: Path) -> Path:
         room = self.rooms[index]
-        return list(s3dis.write_predictions(Path(out_dir) / room.parent.name / room.name, classes))
+        return Path(out_dir) / room.parent.name / f"{room.name}.npy"
 
 
 @DATASETS.register("scannet")
@@ -261,6 +319,18 @@ class ScanNetDataset(SceneDataset):
         raise DataFormatError(mesh, "PLY header has no vertex count")
 
     def export(self, index: int, classes: np.ndarray, out_dir: Path) -> list[Path]:
-        path = Path(out_dir) / f"{self.scenes[index].name}.txt"
+        path = self.prediction_path(index, out_dir)
         scannet.write_predictions(path, classes)
         return [path]
+
+    def prediction_path(self, index: int, out_dir: Path) -> Path:
+        return Path(out_dir) / f"{self.scenes[index].name}.txt"
+
+    def _read_native_prediction(self, path: Path) -> np.ndarray:
+        if path.suffix != ".txt":
+            raise DataFormatError(path, "expected a ScanNet <scene>.txt of NYU40 ids (or .npy)")
+        try:
+            ids = np.loadtxt(path, dtype=np.int64, ndmin=1)
+        except ValueError as error:
+            raise DataFormatError(path, f"not one NYU40 id per line: {error}") from None
+        return scannet.nyu40_to_class(path, ids)

@@ -76,7 +76,17 @@ def predict_probabilities(
     return total / len(views)
 
 
-def _full_resolution(sample: Sample, pred: Tensor) -> np.ndarray:
+def check_every_point(dataset: SceneDataset, index: int, sample: Sample) -> None:
+    """Predictions are scored and written for every point of a scan: refuse transformed
+    samples that lost some."""
+    if len(sample["coord"]) != sample["points_read"]:
+        raise ValueError(
+            f"{dataset.scene_id(index)}: the test transforms dropped points; evaluation "
+            "scores every point, so remove cropping transforms from data.test_transforms"
+        )
+
+
+def full_resolution(sample: Sample, pred: Tensor) -> np.ndarray:
     """Predictions in the scan's own point order (test transforms may reorder points)."""
     full = np.empty(int(sample["points_read"]), dtype=np.int64)
     full[sample["point_index"]] = pred.cpu().numpy()
@@ -110,11 +120,7 @@ def evaluate(
     indices = range(rank, len(dataset), world_size)
     for index in tqdm(indices, desc="evaluating", unit="scan", disable=not progress):
         sample = dataset[index]
-        if len(sample["coord"]) != sample["points_read"]:
-            raise ValueError(
-                f"{dataset.scene_id(index)}: the test transforms dropped points; evaluation "
-                "scores every point, so remove cropping transforms from data.test_transforms"
-            )
+        check_every_point(dataset, index, sample)
         probabilities = predict_probabilities(
             model, sample, voxel_size=voxel_size, features=features, device=device, views=views
         )
@@ -122,7 +128,7 @@ def evaluate(
         label = torch.from_numpy(sample["label"])
         confusion += confusion_matrix(pred, label, dataset.num_classes)
         if export_dir is not None:
-            dataset.export(index, _full_resolution(sample, pred), export_dir)
+            dataset.export(index, full_resolution(sample, pred), export_dir)
     model.train(was_training)
     confusion = all_reduce_sum(confusion.to(device)).cpu()
     scores = segmentation_scores(confusion)

@@ -5,16 +5,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from pcseg.config import Config, config_changes, config_from_dict
-from pcseg.data.datasets import DATASETS
+from pcseg.data.datasets import DATASETS, SceneDataset
 from pcseg.data.formats.files import write_text
 from pcseg.engine import build
 from pcseg.engine.checkpoint import load_checkpoint
 from pcseg.engine.distributed import select_device
-from pcseg.engine.evaluator import evaluate
+from pcseg.engine.evaluator import (
+    check_every_point,
+    evaluate,
+    full_resolution,
+    predict_probabilities,
+    tta_views,
+)
 from pcseg.engine.metrics import format_table
 from pcseg.models.segmentor import Segmentor
 
@@ -28,8 +35,14 @@ def _check_same_inputs(checkpoint: str | Path, saved: dict, config: Config) -> N
             raise ValueError(f"{checkpoint}: trained with {key} = {old}, but the config has {new}")
 
 
-def load_weights(model: nn.Module, checkpoint: str | Path, config: Config) -> None:
-    """Put the checkpoint's model weights into ``model`` (strict: every key must match).
+WEIGHTS = ("model", "teacher")
+
+
+def load_weights(
+    model: nn.Module, checkpoint: str | Path, config: Config, *, weights: str = "model"
+) -> None:
+    """Put the checkpoint's model weights (``weights="model"``) or its mean teacher's
+    (``"teacher"``) into ``model`` (strict: every key must match).
 
     The checkpoint's dataset, voxel size, input features and model must be the config's.
     """
@@ -37,19 +50,29 @@ def load_weights(model: nn.Module, checkpoint: str | Path, config: Config) -> No
     if "model" not in state or "config" not in state:
         raise KeyError(f"{checkpoint}: not a training checkpoint (no model weights or config)")
     _check_same_inputs(checkpoint, state["config"], config)
+    if weights not in WEIGHTS:
+        raise ValueError(f"unknown weights {weights!r}; valid: {', '.join(WEIGHTS)}")
+    chosen = state["model"]
+    if weights == "teacher":
+        method = state.get("method")
+        chosen = method.get("teacher") if isinstance(method, dict) else None
+        if chosen is None:
+            raise KeyError(f"{checkpoint}: holds no teacher weights (not a mean-teacher run)")
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(chosen)
     except RuntimeError as error:
         raise RuntimeError(
             f"{checkpoint}: weights do not fit the config's model: {error}"
         ) from None
 
 
-def load_model(config: Config, checkpoint: str | Path, device: torch.device) -> Segmentor:
+def load_model(
+    config: Config, checkpoint: str | Path, device: torch.device, *, weights: str = "model"
+) -> Segmentor:
     """The config's model with the checkpoint's weights (see :func:`load_weights`)."""
     num_classes = len(DATASETS.get(config.data.name).class_names)
     model = build.build_model(config, num_classes)
-    load_weights(model, checkpoint, config)
+    load_weights(model, checkpoint, config, weights=weights)
     return model.to(device)
 
 
@@ -93,3 +116,23 @@ def test_checkpoint(
     write_text(metrics_path, json.dumps(scores, indent=2), overwrite=overwrite)
     scores["table"] = format_table(scores, dataset.class_names)
     return scores
+
+
+def predict_scene(
+    config: Config, checkpoint: str | Path, dataset: SceneDataset, index: int, *, tta: bool = False
+) -> np.ndarray:
+    """Predicted class (int64) of every point of scan ``index``, in the order its reader
+    returns them, as :func:`test_checkpoint` would score and export it."""
+    device = select_device(config.train.device)
+    model = load_model(config, checkpoint, device).eval()
+    sample = dataset[index]
+    check_every_point(dataset, index, sample)
+    probabilities = predict_probabilities(
+        model,
+        sample,
+        voxel_size=config.data.voxel_size,
+        features=config.data.features,
+        device=device,
+        views=tta_views(config.eval.tta if tta else None),
+    )
+    return full_resolution(sample, probabilities.argmax(1))

@@ -1,4 +1,9 @@
-"""PNG plots of results, drawn with matplotlib's non-interactive Agg backend."""
+"""PNG plots of results, drawn with matplotlib's non-interactive Agg backend.
+
+This module holds the shared helpers and the sweep plots (label efficiency, active learning);
+:mod:`pcseg.vis.result_plots` draws one run's training curves, class IoU and confusion matrix.
+matplotlib is imported when a plot is drawn, never at import.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,8 @@ from typing import Any
 from pcseg.data.formats.files import atomic_output
 
 
-def _pyplot():
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend: plots render without a display."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -21,21 +27,23 @@ def _pyplot():
 def save_figure(figure, path: str | Path, *, overwrite: bool = True) -> Path:
     """Write ``figure`` as a PNG atomically and close it."""
     path = Path(path)
-    with atomic_output(path, overwrite=overwrite) as tmp:
-        figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    _pyplot().close(figure)
+    try:
+        with atomic_output(path, overwrite=overwrite) as tmp:
+            figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    finally:
+        pyplot().close(figure)
     return path
 
 
 def plot_label_efficiency(
-    table: Sequence[dict[str, Any]], path: str | Path, *, title: str = ""
+    table: Sequence[dict[str, Any]], path: str | Path, *, title: str = "", overwrite: bool = True
 ) -> Path:
     """mIoU (mean ± std over seeds) against label rate, one line per method.
 
     ``table`` rows hold ``method``, ``rate`` (None for the fully labelled reference, drawn as a
     horizontal band), ``miou`` and ``miou_std`` as fractions.
     """
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(6.4, 4.2))
     for method in dict.fromkeys(row["method"] for row in table):
         rows = sorted(
@@ -64,18 +72,18 @@ def plot_label_efficiency(
     axes.legend()
     if title:
         axes.set_title(title)
-    return save_figure(figure, path)
+    return save_figure(figure, path, overwrite=overwrite)
 
 
 def plot_active_learning(
-    table: Sequence[dict[str, Any]], path: str | Path, *, title: str = ""
+    table: Sequence[dict[str, Any]], path: str | Path, *, title: str = "", overwrite: bool = True
 ) -> Path:
     """mIoU (mean ± std over seeds) against the labelled share after each round, per strategy.
 
     ``table`` rows hold ``strategy``, ``round``, ``labelled_fraction``, ``miou`` and
     ``miou_std`` (fractions), as :func:`pcseg.active.report.aggregate_rounds` writes them.
     """
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(6.4, 4.2))
     for strategy in dict.fromkeys(row["strategy"] for row in table):
         rows = [r for r in table if r["strategy"] == strategy and r["miou"] is not None]
@@ -94,4 +102,4 @@ def plot_active_learning(
     axes.legend()
     if title:
         axes.set_title(title)
-    return save_figure(figure, path)
+    return save_figure(figure, path, overwrite=overwrite)

@@ -118,6 +118,8 @@ def test_kitti_export_writes_benchmark_labels(kitti_root: Path, tmp_path: Path) 
     assert (instance == 0).all() and (raw[classes == -1] == 0).all()
     assert raw[classes == kitti_meta.CLASS_NAMES.index("car")][0] == 10
     np.testing.assert_array_equal(kitti.raw_to_class(path, raw), classes)
+    assert dataset.prediction_path(3, tmp_path) == path
+    np.testing.assert_array_equal(dataset.read_prediction(path), classes)
     with pytest.raises(FileExistsError):
         dataset.export(3, classes, tmp_path)
 
@@ -182,6 +184,10 @@ def test_s3dis_export(s3dis_root: Path, tmp_path: Path) -> None:
     np.testing.assert_array_equal(saved, classes)
     np.testing.assert_array_equal(np.loadtxt(paths[1], dtype=np.int64), classes)
     assert len(paths[1].read_text().splitlines()) == n
+    assert dataset.prediction_path(0, tmp_path) == paths[0]
+    np.testing.assert_array_equal(dataset.read_prediction(paths[0]), classes)
+    with pytest.raises(DataFormatError, match=r"office_1\.txt: not a prediction file"):
+        dataset.read_prediction(paths[1])
     with pytest.raises(FileExistsError):
         dataset.export(0, classes, tmp_path)
 
@@ -233,5 +239,10 @@ def test_scannet_export_writes_nyu40_ids(scannet_root: Path, tmp_path: Path) -> 
     assert (ids[classes == -1] == 0).all()
     assert (ids[classes == scannet_meta.CLASS_NAMES.index("picture")] == 11).all()
     assert (ids[classes == 19] == 39).all()  # otherfurniture
+    assert dataset.prediction_path(0, tmp_path) == path
+    np.testing.assert_array_equal(dataset.read_prediction(path), classes)
+    (tmp_path / "bad.txt").write_text("3\n41\n")
+    with pytest.raises(DataFormatError, match=r"bad\.txt: unknown NYU40 id"):
+        dataset.read_prediction(tmp_path / "bad.txt")
     with pytest.raises(FileExistsError):
         dataset.export(0, classes, tmp_path)
