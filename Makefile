@@ -53,12 +53,18 @@ lint: $(EXT_STAMP)
 
 setup: $(EXT_STAMP)
 
+# Debian packages: libusb-1.0-0 for `import open3d`; libvulkan1 and mesa-vulkan-drivers (a
+# software Vulkan driver) for Open3D's OffscreenRenderer, which headless renders use.
+SYSTEM_PACKAGES := libusb-1.0-0 libvulkan1 mesa-vulkan-drivers
+
 system-packages:
-	@if ! ldconfig -p | grep -q libusb-1.0.so.0; then \
-	  echo "installing libusb-1.0-0 (needed by open3d)"; \
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing" $$missing; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get install -y -q libusb-1.0-0 >/dev/null 2>&1 || \
-	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q libusb-1.0-0 >/dev/null; }; \
+	  $$SUDO apt-get install -y -q $$missing >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q $$missing >/dev/null; }; \
 	fi
 
 $(BIN)/python:

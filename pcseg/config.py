@@ -62,6 +62,7 @@ class DataConfig:
     batch_size: int = 8
     num_workers: int = 2
     sparse_labels: str | None = None
+    labelled_frames: str | None = None
 
 
 @dataclasses.dataclass

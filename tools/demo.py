@@ -2,11 +2,13 @@
 evaluated on held-out scans, predictions exported in the dataset's own format, and pictures:
 a render of the first held-out scan (ground truth | prediction | errors) and plots of the run.
 
-    python tools/demo.py [--out work_dirs/demo] [--dataset outdoor|s3dis|scannet]
-                         [--set key.path=value ...] [--data-only]
+    python tools/demo.py [--out work_dirs/demo] [--dataset outdoor|sequences|s3dis|scannet]
+                         [--frames N] [--set key.path=value ...] [--data-only]
 
 ``outdoor`` (default) writes five LiDAR streets in SemanticKITTI format (sequences 00-03
-train, 04 validates); ``s3dis`` and ``scannet`` write indoor rooms in those formats. Each uses
+train, 04 validates); ``sequences`` the same streets as longer, sparser drives with
+stop-and-go motion (40 frames each, standing still for 40 % of them: what frame selection is
+for); ``s3dis`` and ``scannet`` write indoor rooms in those formats. Each uses
 its config in ``configs/demo/``. ``--data-only`` writes the data and stops (the other configs in
 ``configs/demo/`` read it from there).
 
@@ -57,12 +59,22 @@ def ensure_dataset(root: Path, settings: dict, write: Callable[[Path], object]) 
     partial.rename(root)
 
 
-def write_data(data: Path, dataset: str, frames: int, seed: int) -> Path:
+def write_data(data: Path, dataset: str, frames: int | None, seed: int) -> Path:
     """The demo dataset's root: (re)written when missing or made with other settings."""
+    sequences = ["00", "01", "02", "03", "04"]
     if dataset == "outdoor":
         root = data / "semantickitti"
-        sequences = ["00", "01", "02", "03", "04"]
-        settings = {"sequences": sequences, "frames": frames, "azimuth_steps": 1024}
+        settings = {"sequences": sequences, "frames": frames or 4, "azimuth_steps": 1024}
+        write = write_outdoor_sequences
+    elif dataset == "sequences":
+        root = data / "semantickitti_sequences"
+        settings = {
+            "sequences": sequences,
+            "frames": frames or 40,
+            "azimuth_steps": 512,
+            "stop_fraction": 0.4,
+            "image_size": None,
+        }
         write = write_outdoor_sequences
     elif dataset == "s3dis":
         root = data / "s3dis"
@@ -119,8 +131,10 @@ def write_figures(config: Config, run_dir: Path, predictions: Path, results: Pat
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("work_dirs/demo"))
-    parser.add_argument("--dataset", choices=("outdoor", "s3dis", "scannet"), default="outdoor")
-    parser.add_argument("--frames", type=int, default=4, help="scans per outdoor street")
+    parser.add_argument(
+        "--dataset", choices=("outdoor", "sequences", "s3dis", "scannet"), default="outdoor"
+    )
+    parser.add_argument("--frames", type=int, help="scans per street (outdoor: 4; sequences: 40)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
     parser.add_argument("--data-only", action="store_true", help="write the data, do not train")

@@ -10,6 +10,7 @@ feat       float32 (N, C)  input features (remission, colour, ...); C may be 0
 label      int64 (N,)      class index 0..K-1 of the dataset's meta; ``IGNORE_INDEX`` = -1
 label_mask bool (N,)       which labels a method may see (all True unless a budget applies)
 remission  float32 (N,)   optional: LiDAR remission / intensity
+reflectivity float32 (N,) optional: range-corrected remission (``reflectivity`` transform)
 color      float32 (N, 3)  optional: RGB in [0, 1]
 instance   int64 (N,)      optional: instance id, 0 = none
 normal     float32 (N, 3)  optional: unit surface normals
@@ -41,6 +42,7 @@ POINT_KEYS: frozenset[str] = frozenset(
         "label",
         "label_mask",
         "remission",
+        "reflectivity",
         "color",
         "instance",
         "normal",

@@ -22,7 +22,9 @@ AXES = {"x": 0, "y": 1, "z": 2}
 
 # Widths of the inputs :func:`assemble_features` knows, so a model's input width follows from
 # a config alone: ``sum(FEATURE_CHANNELS[k] for k in keys)``.
-FEATURE_CHANNELS: dict[str, int] = dict(coord=3, color=3, remission=1, normal=3, height=1, ones=1)
+FEATURE_CHANNELS: dict[str, int] = dict(
+    coord=3, color=3, remission=1, reflectivity=1, normal=3, height=1, ones=1
+)
 
 
 Transform = Callable[[Sample, np.random.Generator], Sample]
@@ -366,8 +368,9 @@ def assemble_features(sample: Sample, keys: Sequence[str]) -> np.ndarray:
     Args:
         sample: the (augmented) sample.
         keys: names from :data:`FEATURE_CHANNELS`, in output order: "coord" (3, the current
-            coordinates), "color" (3), "remission" (1), "normal" (3), "height" (1, z minus the
-            sample's lowest z), "ones" (1).
+            coordinates), "color" (3), "remission" (1), "reflectivity" (1, added by the
+            ``reflectivity`` transform), "normal" (3), "height" (1, z minus the sample's lowest
+            z), "ones" (1).
 
     Returns:
         float32 (N, C) with C = ``sum(FEATURE_CHANNELS[k] for k in keys)``.
@@ -398,3 +401,6 @@ def assemble_features(sample: Sample, keys: Sequence[str]) -> np.ndarray:
             column = np.asarray(sample[key]).reshape(n, FEATURE_CHANNELS[key])
         columns.append(column.astype(np.float32, copy=False))
     return np.concatenate(columns, axis=1)
+
+
+from pcseg.data import lidar_features  # noqa: E402,F401  (registers the LiDAR transforms)

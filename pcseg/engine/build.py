@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from pcseg.config import Config
 from pcseg.data.collate import MultiView, PointBudgetBatches, collate, collate_views
 from pcseg.data.datasets import DATASETS, SceneDataset
+from pcseg.data.frame_selection import LabelledFrames, read_frame_list
 from pcseg.data.label_budget import SparseLabels, budget_paths, read_budget
 from pcseg.data.transforms import FEATURE_CHANNELS, TRANSFORMS, build_transforms
 from pcseg.engine.evaluator import tta_views
@@ -113,8 +114,9 @@ def _check_ranges(config: Config) -> None:
 def build_dataset(config: Config, split: str, *, augment: bool | None = None) -> SceneDataset:
     """The dataset of a split with its transforms (training augmentation for "train").
 
-    The training split sees only the labels of ``data.sparse_labels`` when a budget is set;
-    evaluation splits always keep every label.
+    The training split sees only the labels of ``data.sparse_labels`` when a budget is set, and
+    only those of the frames ``data.labelled_frames`` lists when a frame list is set; evaluation
+    splits always keep every label.
     """
     augment = split == "train" if augment is None else augment
     specs = config.data.train_transforms if augment else config.data.test_transforms
@@ -127,7 +129,22 @@ def build_dataset(config: Config, split: str, *, augment: bool | None = None) ->
                 f"data.sparse_labels: {budget} not found; write it with tools/make_sparse_labels.py"
             )
         transforms.transforms.insert(0, SparseLabels(read_budget(budget)))
-    return DATASETS.build(_split_spec(config, split), where=f"data.{split}", transforms=transforms)
+    labelled = None
+    if split == "train" and config.data.labelled_frames is not None:
+        frame_list = Path(config.data.root) / config.data.labelled_frames
+        labelled = LabelledFrames(read_frame_list(frame_list, config.data.root), source=frame_list)
+        transforms.transforms.insert(0, labelled)
+    dataset = DATASETS.build(
+        _split_spec(config, split), where=f"data.{split}", transforms=transforms
+    )
+    if labelled is not None:
+        outside = labelled.scenes - {dataset.scene_id(i) for i in range(len(dataset))}
+        if outside:
+            raise ConfigError(
+                f"data.labelled_frames: {labelled.source} names {len(outside)} frames that are "
+                f"not in data.train (e.g. {min(outside)})"
+            )
+    return dataset
 
 
 def sparse_labels_path(config: Config) -> Path:

@@ -31,9 +31,11 @@ EXAMPLES: dict[str, dict] = {
     "chromatic_jitter": {"p": 1.0},
     "sphere_crop": {"max_points": 100},
     "center_shift": {},
+    "reflectivity": {},
 }
-# Transforms whose output depends on the generator (flip with p = 1 and center_shift do not).
-RANDOM = sorted(set(EXAMPLES) - {"random_flip", "center_shift"})
+# Transforms whose output depends on the generator (flip with p = 1, center_shift and
+# reflectivity do not).
+RANDOM = sorted(set(EXAMPLES) - {"random_flip", "center_shift", "reflectivity"})
 COLOUR = ["chromatic_auto_contrast", "chromatic_translation", "chromatic_jitter"]
 
 
@@ -47,6 +49,7 @@ def cloud(n: int = 400, seed: int = 0) -> Sample:
         label=rng.integers(0, 5, n),
         scene_id="room_1",
         remission=rng.random(n).astype(np.float32),
+        reflectivity=rng.random(n).astype(np.float32),
         color=rng.uniform(0.1, 0.9, (n, 3)).astype(np.float32),
         normal=(normal / np.linalg.norm(normal, axis=1, keepdims=True)).astype(np.float32),
         instance=rng.integers(0, 9, n),

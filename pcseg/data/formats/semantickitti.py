@@ -194,6 +194,7 @@ def read_frame(
     frame_id: int,
     *,
     label_dir: str | None = "labels",
+    label_path: str | Path | None = None,
     poses: np.ndarray | None = None,
 ) -> Sample:
     """Read one frame as a sample dict.
@@ -202,14 +203,16 @@ def read_frame(
         sequence_dir: ``.../sequences/XX``.
         frame_id: the frame number (file name), which also indexes ``poses``.
         label_dir: "labels", "scribbles" (ScribbleKITTI) or None for an unlabelled frame.
+        label_path: the label file itself, wherever it lies (overrides ``label_dir``).
         poses: LiDAR poses from :func:`read_poses`; adds ``frame_pose`` when given.
     """
     sequence_dir = Path(sequence_dir)
     name = f"{frame_id:06d}"
     points = read_scan(sequence_dir / "velodyne" / f"{name}.bin")
     label = instance = None
-    if label_dir is not None:
+    if label_path is None and label_dir is not None:
         label_path = sequence_dir / label_dir / f"{name}.label"
+    if label_path is not None:
         semantic_raw, instance = read_label(label_path, len(points))
         label = raw_to_class(label_path, semantic_raw)
     pose = None

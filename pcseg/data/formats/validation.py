@@ -106,8 +106,11 @@ def resolve_inside(root: str | Path, relative: str) -> Path:
     return resolved
 
 
-def read_path_list(list_file: str | Path, root: str | Path, *, what: str) -> list[Path]:
-    """Directories named one per line in a split/manifest file, each resolved inside ``root``."""
+def read_path_list(
+    list_file: str | Path, root: str | Path, *, what: str, files: bool = False
+) -> list[Path]:
+    """Directories (or, with ``files``, files) named one per line in a split/manifest file, each
+    resolved inside ``root``."""
     list_file = Path(list_file)
     if not list_file.is_file():
         raise DataFormatError(list_file, "split file not found")
@@ -120,7 +123,7 @@ def read_path_list(list_file: str | Path, root: str | Path, *, what: str) -> lis
             entry = resolve_inside(root, name)
         except DataFormatError as error:
             raise DataFormatError(list_file, f"line {number}: {error.problem}") from error
-        if not entry.is_dir():
+        if not (entry.is_file() if files else entry.is_dir()):
             raise DataFormatError(list_file, f"line {number}: {what} {name!r} not found in {root}")
         entries.append(entry)
     return entries

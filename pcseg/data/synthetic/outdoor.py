@@ -62,10 +62,30 @@ def kitti_calib(image_size: tuple[int, int] | None = KITTI_IMAGE_SIZE) -> dict[s
     return calib
 
 
-def lidar_trajectory(frames: int, step: float) -> np.ndarray:
-    """LiDAR-to-street poses (F, 4, 4): straight down the ego lane, ``step`` metres a frame."""
+def stop_and_go(frames: int, step: float, stop_fraction: float, rng: np.random.Generator):
+    """Distance driven before each frame (F,): ``step`` metres a frame on average while moving,
+    with the speed varying smoothly (0.5-1.5x), and standing still (waiting at a junction, in
+    traffic) for about ``stop_fraction`` of the frames, in up to three stops."""
+    if not 0 <= stop_fraction < 1:
+        raise ValueError(f"stop_fraction must be in [0, 1), got {stop_fraction}")
+    factor = np.ones(max(frames - 1, 0))
+    if stop_fraction > 0 and len(factor):
+        phase = rng.uniform(0, 2 * np.pi)
+        factor = 1 + 0.5 * np.sin(phase + np.linspace(0, 3 * np.pi, len(factor)))
+        still = round(stop_fraction * len(factor))
+        stops = np.array_split(np.arange(still), min(3, max(still, 1)))
+        starts = np.sort(rng.choice(len(factor) - still + 1, len(stops), replace=False))
+        for offset, (start, run) in enumerate(zip(starts, stops, strict=True)):
+            begin = start + sum(len(r) for r in stops[:offset])
+            factor[begin : begin + len(run)] = 0.0
+    return np.concatenate([[0.0], np.cumsum(step * factor)])
+
+
+def lidar_trajectory(frames: int, step: float, distance: np.ndarray | None = None) -> np.ndarray:
+    """LiDAR-to-street poses (F, 4, 4): straight down the ego lane, ``step`` metres a frame
+    (or at the given ``distance`` driven before each frame)."""
     poses = np.tile(np.eye(4), (frames, 1, 1))
-    poses[:, 0, 3] = step * np.arange(frames)
+    poses[:, 0, 3] = step * np.arange(frames) if distance is None else distance
     poses[:, 1, 3] = EGO_Y
     poses[:, 2, 3] = LIDAR_HEIGHT
     return poses
@@ -128,6 +148,7 @@ def write_sequence(
     beams: int = 64,
     image_size: tuple[int, int] | None = KITTI_IMAGE_SIZE,
     step: float = 0.7,
+    stop_fraction: float = 0.0,
     max_range: float = 80.0,
     seed: int = 0,
     progress: bool = False,
@@ -137,21 +158,26 @@ def write_sequence(
     Args:
         frames: number of scans; azimuth_steps, beams: rays per scan = beams * azimuth_steps
             (about 98 % return a point); image_size: (width, height) of image_2, None for none;
-        step: ego motion per frame (m); max_range: LiDAR range (m); seed: layout and noise.
+        step: ego motion per frame (m); stop_fraction: share of frames standing still, with
+            the speed varying between them (:func:`stop_and_go`; 0: constant speed);
+        max_range: LiDAR range (m); seed: layout and noise.
 
     Raises:
         RuntimeError: if a class of ``REQUIRED_CLASSES`` never appears in the labels.
     """
     seq_dir = Path(seq_dir)
     name = seq_dir.name
+    distance = None
+    if stop_fraction > 0:
+        distance = stop_and_go(frames, step, stop_fraction, _sequence_rng(seed, name, 2))
     scene = build_street(
         _sequence_rng(seed, name, 0),
-        length=step * max(frames - 1, 1),
+        length=step * max(frames - 1, 1) if distance is None else max(distance[-1], step),
         ego_speed=step / FRAME_PERIOD,
         azimuth_steps=azimuth_steps,
     )
     calib = kitti_calib(image_size)
-    lidar = lidar_trajectory(frames, step)
+    lidar = lidar_trajectory(frames, step, distance)
     _write_metadata(seq_dir, calib, lidar)
     dirs = lidar_directions(beams, azimuth_steps)
     seen: set[int] = set()
@@ -185,6 +211,7 @@ def write_outdoor_sequences(
     beams: int = 64,
     image_size: tuple[int, int] | None = KITTI_IMAGE_SIZE,
     step: float = 0.7,
+    stop_fraction: float = 0.0,
     seed: int = 0,
     progress: bool = False,
 ) -> list[Path]:
@@ -196,6 +223,7 @@ def write_outdoor_sequences(
             rays, ~98 % of which return a point (1900 x 64: ~120k points, 80 x 64: ~5k).
         image_size: (width, height) of ``image_2`` PNGs (P0..P3 are scaled to it), or None.
         step: ego motion per frame in metres (KITTI seq 00 drives ~0.7 m per 0.1 s frame).
+        stop_fraction: share of frames the ego stands still (stop-and-go driving), 0: none.
         seed: seed of the layouts and noise; the same seed gives byte-identical files.
         progress: show a progress bar per sequence.
 
@@ -210,6 +238,7 @@ def write_outdoor_sequences(
             beams=beams,
             image_size=image_size,
             step=step,
+            stop_fraction=stop_fraction,
             seed=seed,
             progress=progress,
         )
