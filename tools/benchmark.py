@@ -39,6 +39,7 @@ from pcseg.data.collate import collate
 from pcseg.data.formats import semantickitti
 from pcseg.data.sample import Sample, make_sample
 from pcseg.data.transforms import FEATURE_CHANNELS
+from pcseg.models.complexity import count_multiply_adds
 from pcseg.models.segmentor import build_segmentor, count_parameters
 from pcseg.ops._ext import extension_available
 
@@ -54,6 +55,7 @@ INFERENCE_FEATURES = ("coord", "remission")
 INFERENCE_CLASSES = 19  # SemanticKITTI
 STAGES = ("voxelisation", "network", "devoxelisation")
 DEPTHWISE_CHANNELS = (32, 64, 128)
+BLOCK_CONVS = ("standard", "sdsc")  # SpUNet's dense blocks and LiM3D's SDSC variant
 
 
 def backbone_spec(size: str) -> dict:
@@ -184,6 +186,10 @@ def bench_inference(
     for _ in range(warmup):
         run()
     per_repeat = [run() for _ in range(repeats)]
+    batch = collate([sample], voxel_size=voxel_size, features=list(features)).to(device)
+    multiply_adds = count_multiply_adds(
+        model, lambda: model(batch.voxel_coords, batch.voxel_feat, 1)
+    )
     voxels = per_repeat[0][1]
     medians = {
         stage: statistics.median(times[i] for times, _ in per_repeat)
@@ -203,6 +209,7 @@ def bench_inference(
         "features": list(features),
         "num_classes": num_classes,
         "parameters": count_parameters(model),
+        "multiply_adds": multiply_adds,
         "repeats": repeats,
         "warmup": warmup,
         "median_ms": {**medians, "total": total},
@@ -217,21 +224,23 @@ def bench_inference(
 
 
 def inference_cases(data_root: Path, repeats: int, device: torch.device) -> list[dict]:
-    """Every backbone size on the real scan (nothing when the scan is absent)."""
+    """Every backbone size, with dense and with SDSC blocks, on the real scan (nothing when the
+    scan is absent)."""
     scan = data_root / REAL_SCAN
     if not scan.is_file():
         return []
     sample = scan_sample(semantickitti.read_scan(scan), REAL_SCAN_NAME)
     return [
         bench_inference(
-            f"inference/{REAL_SCAN_NAME}/spunet_{size}",
+            f"inference/{REAL_SCAN_NAME}/spunet_{size}{'' if conv == 'standard' else '_' + conv}",
             sample,
-            backbone_spec(size),
+            {**backbone_spec(size), "block_conv": conv},
             voxel_size=0.05,
             repeats=repeats,
             device=device,
         )
         for size in BACKBONE_CONFIGS
+        for conv in BLOCK_CONVS
     ]
 
 
@@ -243,7 +252,7 @@ def format_inference(results: list[dict]) -> str:
         f"{head['points']:,} points, {head['voxel_size'] * 100:g} cm voxels, "
         f"features {'+'.join(head['features'])}; median ms (share) over {head['repeats']} "
         f"repeats after {head['warmup']} warm-up",
-        f"{'backbone':<14}{'params':>12}{'voxels':>9}"
+        f"{'backbone':<18}{'params':>12}{'GMACs':>8}{'voxels':>9}"
         + "".join(f"{stage:>19}" for stage in STAGES)
         + f"{'total':>11}{'points/s':>11}{'peak MiB':>10}",
     ]
@@ -251,8 +260,8 @@ def format_inference(results: list[dict]) -> str:
         ms, share = result["median_ms"], result["share_percent"]
         peak = result["peak_memory_mib"]
         lines.append(
-            f"{result['case'].rsplit('/', 1)[-1]:<14}{result['parameters']:>12,}"
-            f"{result['voxels']:>9,}"
+            f"{result['case'].rsplit('/', 1)[-1]:<18}{result['parameters']:>12,}"
+            f"{result['multiply_adds']['total'] / 1e9:>8.1f}{result['voxels']:>9,}"
             + "".join(f"{ms[s]:>11.1f} ({share[s]:4.1f}%)" for s in STAGES)
             + f"{ms['total']:>11.1f}{result['points_per_s']:>11,.0f}"
             + (f"{peak:>10.1f}" if peak is not None else f"{'n/a':>10}")

@@ -157,6 +157,15 @@ def test_inference_benchmark_times_every_stage_consistently():
     assert result["device"] == "cpu" and result["torch_threads"] == torch.get_num_threads()
     assert result["peak_memory_mib"] is None or result["peak_memory_mib"] >= 0
     assert (result["peak_memory_mib"] is None) == ("notes" in result)
+    macs = result["multiply_adds"]
+    assert macs["depthwise"] == 0 and macs["total"] == macs["conv"] + macs["linear"] > 0
+    sdsc = tool.bench_inference(
+        "tiny_sdsc", tool.scan_sample(points), {**spec, "block_conv": "sdsc"},
+        voxel_size=0.05, repeats=1, device="cpu",
+    )  # fmt: skip
+    assert sdsc["multiply_adds"]["depthwise"] > 0
+    assert sdsc["multiply_adds"]["conv"] < macs["conv"]
+    assert sdsc["parameters"] < result["parameters"] and sdsc["voxels"] == result["voxels"]
 
 
 def test_backbone_sizes_come_from_their_config_files():
