@@ -28,10 +28,9 @@ from pcseg.data.formats.files import write_text
 from pcseg.data.formats.validation import DataFormatError
 from pcseg.data.frame_selection import (
     STRATEGIES,
-    frame_paths,
+    frame_list_text,
     read_motion,
-    select_strfd,
-    select_uniform,
+    select_frames,
 )
 from pcseg.engine.build import build_dataset
 from pcseg.engine.checkpoint import CheckpointError
@@ -63,11 +62,7 @@ def choose_frames(config: Config, fraction: float, selection: str, out: Path) ->
     dataset = build_dataset(config, "train", augment=False)
     sequence_dirs = dict.fromkeys(seq_dir for seq_dir, _ in dataset.items)
     motions = [read_motion(seq_dir) for seq_dir in sequence_dirs]
-    if selection == "strfd":
-        chosen = select_strfd(motions, fraction)
-    else:
-        chosen = select_uniform(motions, fraction)
-    text = "".join(line + "\n" for line in frame_paths(chosen))
+    text = frame_list_text(select_frames(motions, fraction, strategy=selection))
     if out.is_file():
         if out.read_text() != text:
             raise FileExistsError(

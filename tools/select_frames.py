@@ -19,8 +19,7 @@ from pcseg.data.formats.validation import DataFormatError
 from pcseg.data.frame_selection import (
     STRATEGIES,
     read_motion,
-    select_strfd,
-    select_uniform,
+    select_frames,
     write_frame_list,
 )
 
@@ -37,15 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         motions = [read_motion(args.root / "sequences" / name) for name in args.sequences]
-        if args.strategy == "strfd":
-            chosen = select_strfd(
-                motions,
-                args.fraction,
-                reference_range=args.reference_range,
-                gap_factor=args.gap_factor,
-            )
-        else:
-            chosen = select_uniform(motions, args.fraction)
+        chosen = select_frames(
+            motions,
+            args.fraction,
+            strategy=args.strategy,
+            reference_range=args.reference_range,
+            gap_factor=args.gap_factor,
+        )
         write_frame_list(args.out, chosen)
     except (DataFormatError, FileExistsError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

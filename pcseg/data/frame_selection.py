@@ -158,18 +158,37 @@ def select_uniform(sequences: Sequence[SequenceMotion], fraction: float) -> dict
     return chosen
 
 
-def frame_paths(chosen: Mapping[str, np.ndarray]) -> list[str]:
-    """``sequences/XX/velodyne/NNNNNN.bin`` lines of a selection, in sequence and frame order."""
-    return [
-        f"sequences/{name}/velodyne/{int(frame):06d}.bin"
+def select_frames(
+    sequences: Sequence[SequenceMotion],
+    fraction: float,
+    *,
+    strategy: str = "strfd",
+    reference_range: float = 10.0,
+    gap_factor: float = 3.0,
+) -> dict[str, np.ndarray]:
+    """The kept frame ids of each sequence under ``strategy`` (:data:`STRATEGIES`)."""
+    if strategy == "strfd":
+        return select_strfd(
+            sequences, fraction, reference_range=reference_range, gap_factor=gap_factor
+        )
+    if strategy == "uniform":
+        return select_uniform(sequences, fraction)
+    raise ValueError(f"unknown strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
+
+
+def frame_list_text(chosen: Mapping[str, np.ndarray]) -> str:
+    """A selection as a frame list: ``sequences/XX/velodyne/NNNNNN.bin`` lines, in sequence and
+    frame order."""
+    return "".join(
+        f"sequences/{name}/velodyne/{int(frame):06d}.bin\n"
         for name in sorted(chosen)
         for frame in chosen[name]
-    ]
+    )
 
 
 def write_frame_list(path: str | Path, chosen: Mapping[str, np.ndarray]) -> Path:
     """Write a frame list (never over an existing file)."""
-    write_text(path, "".join(line + "\n" for line in frame_paths(chosen)), overwrite=False)
+    write_text(path, frame_list_text(chosen), overwrite=False)
     return Path(path)
 
 

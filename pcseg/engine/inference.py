@@ -118,13 +118,17 @@ def test_checkpoint(
     return scores
 
 
-def predict_scene(
-    config: Config, checkpoint: str | Path, dataset: SceneDataset, index: int, *, tta: bool = False
-) -> np.ndarray:
-    """Predicted class (int64) of every point of scan ``index``, in the order its reader
-    returns them, as :func:`test_checkpoint` would score and export it."""
-    device = select_device(config.train.device)
-    model = load_model(config, checkpoint, device).eval()
+def predict_scan(
+    config: Config,
+    model: nn.Module,
+    dataset: SceneDataset,
+    index: int,
+    device: torch.device,
+    *,
+    tta: bool = False,
+) -> tuple[dict, torch.Tensor]:
+    """Scan ``index`` (every point, as its test transforms give it) and its (N, K) class
+    probabilities under the config's voxels and inputs, as :func:`test_checkpoint` scores it."""
     sample = dataset[index]
     check_every_point(dataset, index, sample)
     probabilities = predict_probabilities(
@@ -135,4 +139,15 @@ def predict_scene(
         device=device,
         views=tta_views(config.eval.tta if tta else None),
     )
+    return sample, probabilities
+
+
+def predict_scene(
+    config: Config, checkpoint: str | Path, dataset: SceneDataset, index: int, *, tta: bool = False
+) -> np.ndarray:
+    """Predicted class (int64) of every point of scan ``index``, in the order its reader
+    returns them, as :func:`test_checkpoint` would score and export it."""
+    device = select_device(config.train.device)
+    model = load_model(config, checkpoint, device).eval()
+    sample, probabilities = predict_scan(config, model, dataset, index, device, tta=tta)
     return full_resolution(sample, probabilities.argmax(1))

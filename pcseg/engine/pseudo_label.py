@@ -28,8 +28,7 @@ from pcseg.data.formats import semantickitti
 from pcseg.data.formats.files import write_text
 from pcseg.engine import build
 from pcseg.engine.distributed import select_device
-from pcseg.engine.evaluator import check_every_point, predict_probabilities
-from pcseg.engine.inference import load_model
+from pcseg.engine.inference import load_model, predict_scan
 from pcseg.methods.pseudo_labels import ConfidenceHistogram, CRBSettings, assign
 
 MANIFEST = "crb.json"
@@ -55,12 +54,7 @@ def _prepare(out_dir: Path) -> None:
 def _predict(
     config: Config, model, dataset, index: int, device
 ) -> tuple[dict, np.ndarray, np.ndarray]:
-    sample = dataset[index]
-    check_every_point(dataset, index, sample)
-    probabilities = predict_probabilities(
-        model, sample, voxel_size=config.data.voxel_size, features=config.data.features,
-        device=device,
-    )  # fmt: skip
+    sample, probabilities = predict_scan(config, model, dataset, index, device)
     confidence, predicted = probabilities.max(1)
     order = np.argsort(sample["point_index"])  # the file's point order
     return (
