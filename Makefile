@@ -17,7 +17,7 @@ BIN := $(VENV)/bin
 DEPS_STAMP := $(VENV)/.deps-stamp
 SCATTER_STAMP := $(VENV)/.scatter-stamp
 EXT_STAMP := $(VENV)/.ext-stamp
-EXT_SOURCES := setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cuda/*.cu)
+EXT_SOURCES := setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cpu/*.h csrc/cuda/*.cu)
 DEPS_KEY := $(TORCH) $(SPCONV) $(OPEN3D) $(TORCH_SCATTER)
 DEPS_KEY_FILE := $(VENV)/.deps-key
 

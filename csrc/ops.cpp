@@ -37,6 +37,16 @@ TORCH_LIBRARY_FRAGMENT(pcseg, m) {
   // gradient sum_o grad_out[o,c] * features[neighbours[o,k],c], added in a fixed order.
   m.def("depthwise_sparse_conv_weight_grad(Tensor grad_out, Tensor features, Tensor neighbours,"
         " Tensor transposed) -> Tensor");
+  // feat (N,C) float, index (P,) int64 in [0, N), segment (P,) int64 in [0, S), num_segments S
+  // -> mean (S,C) of feat[index[p]] over the pairings p of each segment (zero row when none),
+  // count (S,) int64 pairings per segment. Differentiable in feat (registered in
+  // pcseg/ops/_registrations.py). Spec: pcseg/ops/superpixel_pool.py.
+  m.def("superpixel_pool(Tensor feat, Tensor index, Tensor segment, int num_segments)"
+        " -> (Tensor, Tensor)");
+  // grad (S,C), count (S,), index, segment as above, num_rows N -> (N,C) feature gradient
+  // sum over pairings p with index[p] = i of grad[segment[p]] / count[segment[p]].
+  m.def("superpixel_pool_backward(Tensor grad, Tensor count, Tensor index, Tensor segment,"
+        " int num_rows) -> Tensor");
 }
 
 static PyObject* compiled_with_cuda(PyObject*, PyObject*) {

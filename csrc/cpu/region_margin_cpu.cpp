@@ -7,38 +7,22 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <limits>
 #include <tuple>
 #include <vector>
 
 #include "../region_margin.h"
+#include "grouping.h"
 
 namespace pcseg {
 namespace {
 
-// Child indices grouped by region, ascending within a region; region r owns
-// order[offsets[r], offsets[r + 1]).
-struct RegionGroups {
-  std::vector<int64_t> offsets;
-  std::vector<int64_t> order;
-};
-
 // Parent values are range-checked before the first one is used as an index.
-RegionGroups group_by_parent(const int64_t* parent, int64_t n, int64_t m) {
-  int64_t low = std::numeric_limits<int64_t>::max(), high = std::numeric_limits<int64_t>::min();
-  for (int64_t i = 0; i < n; ++i) {
-    low = std::min(low, parent[i]);
-    high = std::max(high, parent[i]);
+KeyGroups group_by_parent(const int64_t* parent, int64_t n, int64_t m) {
+  if (n > 0) {
+    const auto [low, high] = key_range(parent, n);
+    check_region_margin_parents(low, high, m);
   }
-  if (n > 0) check_region_margin_parents(low, high, m);
-  RegionGroups groups;
-  groups.offsets.assign(m + 1, 0);
-  groups.order.resize(n);
-  for (int64_t i = 0; i < n; ++i) ++groups.offsets[parent[i] + 1];
-  for (int64_t r = 0; r < m; ++r) groups.offsets[r + 1] += groups.offsets[r];
-  std::vector<int64_t> next(groups.offsets.begin(), groups.offsets.end() - 1);
-  for (int64_t i = 0; i < n; ++i) groups.order[next[parent[i]]++] = i;
-  return groups;
+  return group_by_key(parent, n, m);
 }
 
 }  // namespace
@@ -51,7 +35,7 @@ std::tuple<at::Tensor, at::Tensor> region_margin_cpu(const at::Tensor& probs_in,
   const int64_t n = probs.size(0), k = probs.size(1), m = num_regions;
   at::Tensor region_probs = at::zeros({m, k}, probs.options());
   at::Tensor margin = at::zeros({m}, probs.options());
-  const RegionGroups groups = group_by_parent(parent.data_ptr<int64_t>(), n, m);
+  const KeyGroups groups = group_by_parent(parent.data_ptr<int64_t>(), n, m);
   if (n == 0) return {region_probs, margin};  // every region empty: zero rows, zero margins
   const float* p = probs.data_ptr<float>();
   float* out = region_probs.data_ptr<float>();

@@ -10,6 +10,7 @@ from pcseg.ops.kernel_map import KernelMap, SparseConvMap, build_kernel_map
 from pcseg.ops.region_margin import region_margin, region_margin_reference
 from pcseg.ops.region_mask import draw_masked_regions, region_mask, region_mask_reference
 from pcseg.ops.selection import suppressed_selection, suppressed_selection_reference
+from pcseg.ops.superpixel_pool import superpixel_pool, superpixel_pool_reference
 from pcseg.ops.voxelize import (
     Voxelization,
     segment_mean,
@@ -35,6 +36,8 @@ __all__ = [
     "region_mask_reference",
     "segment_mean",
     "segment_mean_reference",
+    "superpixel_pool",
+    "superpixel_pool_reference",
     "suppressed_selection",
     "suppressed_selection_reference",
     "voxelize",

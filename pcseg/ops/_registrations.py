@@ -1,8 +1,9 @@
 """Fake (shape-only) kernels and autograd formulas for the ops of ``pcseg._C``.
 
-They let ``torch.compile`` trace the ops and make ``segment_mean``, ``region_mask`` and
-``depthwise_sparse_conv`` differentiable through the dispatcher itself (``region_margin`` and
-``suppressed_selection`` feed selection scores and indices, and have no gradient). Imported once,
+They let ``torch.compile`` trace the ops and make ``segment_mean``, ``region_mask``,
+``depthwise_sparse_conv`` and ``superpixel_pool`` differentiable through the dispatcher itself
+(``region_margin`` and ``suppressed_selection`` feed selection scores and indices, and have no
+gradient). Imported once,
 right after ``pcseg._C`` loads.
 """
 
@@ -160,4 +161,41 @@ torch.library.register_autograd(
     "pcseg::depthwise_sparse_conv_weight_grad",
     _weight_grad_backward,
     setup_context=_depthwise_setup,
+)
+
+
+@torch.library.register_fake("pcseg::superpixel_pool")
+def _superpixel_pool_fake(
+    feat: Tensor, index: Tensor, segment: Tensor, num_segments: int
+) -> tuple[Tensor, Tensor]:
+    return feat.new_empty(num_segments, feat.shape[1]), feat.new_empty(
+        num_segments, dtype=torch.long
+    )
+
+
+@torch.library.register_fake("pcseg::superpixel_pool_backward")
+def _superpixel_pool_backward_fake(
+    grad: Tensor, count: Tensor, index: Tensor, segment: Tensor, num_rows: int
+) -> Tensor:
+    return grad.new_empty(num_rows, grad.shape[1])
+
+
+def _superpixel_pool_setup(ctx, inputs, output) -> None:
+    feat, index, segment, _ = inputs
+    ctx.save_for_backward(output[1], index, segment)
+    ctx.num_rows = feat.shape[0]
+
+
+def _superpixel_pool_backward(
+    ctx, grad: Tensor, _grad_count: Tensor | None
+) -> tuple[Tensor, None, None, None]:
+    count, index, segment = ctx.saved_tensors
+    grad_feat = torch.ops.pcseg.superpixel_pool_backward(
+        grad.contiguous(), count, index, segment, ctx.num_rows
+    )
+    return grad_feat, None, None, None
+
+
+torch.library.register_autograd(
+    "pcseg::superpixel_pool", _superpixel_pool_backward, setup_context=_superpixel_pool_setup
 )
