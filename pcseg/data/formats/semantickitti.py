@@ -234,16 +234,9 @@ def read_frame(
 
 def read_image(sequence_dir: str | Path, frame_id: int, camera: str = "image_2") -> np.ndarray:
     """Read a frame's camera image as uint8 (H, W, 3)."""
-    from PIL import Image, UnidentifiedImageError  # optional: only camera work needs images
+    from pcseg.data.cameras import read_rgb
 
-    path = Path(sequence_dir) / camera / f"{frame_id:06d}.png"
-    if not path.is_file():
-        raise DataFormatError(path, "file not found")
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as error:
-        raise DataFormatError(path, f"cannot decode image: {error}") from error
+    return read_rgb(Path(sequence_dir) / camera / f"{frame_id:06d}.png")
 
 
 def read_sequence_poses(sequence_dir: str | Path) -> np.ndarray:

@@ -88,7 +88,8 @@ def build_lut(mapping: dict[int, int], size: int | None = None) -> np.ndarray:
     return lut
 
 
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_./-]+$")
+# "+" occurs in nuScenes file names (a timezone offset).
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.+/-]+$")
 
 
 def resolve_inside(root: str | Path, relative: str) -> Path:
@@ -98,7 +99,7 @@ def resolve_inside(root: str | Path, relative: str) -> Path:
         raise DataFormatError(
             root,
             f"refusing path {relative!r}: it must be relative, inside "
-            "the data root, and use only [A-Za-z0-9_./-]",
+            "the data root, and use only [A-Za-z0-9_.+/-]",
         )
     resolved = (root / relative).resolve()
     if not resolved.is_relative_to(root):
