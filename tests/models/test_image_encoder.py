@@ -37,9 +37,9 @@ def test_weights_load_from_either_layout(tmp_path, layout):
 def test_foreign_checkpoint_is_refused_with_its_name(tmp_path):
     path = tmp_path / "other.pth"
     torch.save({"conv1.weight": torch.zeros(1)}, path)
-    with pytest.raises(ValueError, match="other.pth: not a ResNet-50"):
+    with pytest.raises(ValueError, match=r"other\.pth: not a ResNet-50"):
         read_resnet_weights(path)
-    with pytest.raises(FileNotFoundError, match="missing.pth"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.pth"):
         read_resnet_weights(tmp_path / "missing.pth")
 
 
