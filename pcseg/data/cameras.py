@@ -190,3 +190,27 @@ def _read_json(path: Path) -> dict:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise DataFormatError(path, f"not valid JSON: {error}") from error
+
+
+def camera_keys(
+    coord: np.ndarray, cameras: Sequence[Camera], superpixels, *, min_depth: float = 1.0
+) -> dict:
+    """The image-to-LiDAR keys of a sample (see :mod:`pcseg.data.sample`): each camera's image,
+    its superpixel map from ``superpixels`` (a :class:`pcseg.data.superpixels.SuperpixelCache`)
+    and the point-pixel pairings."""
+    images = [read_rgb(camera.image_path) for camera in cameras]
+    for camera, image in zip(cameras, images, strict=True):
+        if image.shape[:2] != (camera.height, camera.width):
+            raise DataFormatError(
+                camera.image_path,
+                f"image is {image.shape[1]}x{image.shape[0]}, its calibration says "
+                f"{camera.width}x{camera.height}",
+            )
+    return {
+        "images": images,
+        "superpixels": [
+            superpixels.read(camera.image_path, image.shape[:2])
+            for camera, image in zip(cameras, images, strict=True)
+        ],
+        "pairing": pair_points(coord, cameras, min_depth=min_depth),
+    }

@@ -35,6 +35,10 @@ class PointBatch:
         voxel_feat: float32 (V, C) mean input features per voxel.
         inverse: int64 (N,) voxel of each point.
         scene_ids: the B scene ids; indices: the B dataset indices.
+        images: float32 (I, 3, H, W) in [0, 1], the I images of all samples in order (only
+            for samples with cameras; all must share one size).
+        superpixels: int64 (I, H, W) superpixel id of every pixel.
+        pairing: int64 (P, 4) (point in the batch, image in the batch, row, col).
     """
 
     coord: Tensor
@@ -48,6 +52,9 @@ class PointBatch:
     inverse: Tensor
     scene_ids: list[str]
     indices: list[int]
+    images: Tensor | None = None
+    superpixels: Tensor | None = None
+    pairing: Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -85,7 +92,37 @@ def collate(samples: Sequence[Sample], *, voxel_size: float, features: Sequence[
         inverse=voxels.inverse,
         scene_ids=[str(s["scene_id"]) for s in samples],
         indices=[int(s["index"]) for s in samples],
+        **collate_cameras(samples, sizes),
     )
+
+
+def collate_cameras(samples: Sequence[Sample], sizes: Sequence[int]) -> dict[str, Tensor]:
+    """Images, superpixels and pairings of the samples, numbered batch-wide (empty dict when the
+    samples have no cameras)."""
+    if not all("pairing" in s for s in samples):
+        return {}
+    shapes = {image.shape for s in samples for image in s["images"]}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"images of one batch must share a size, got {sorted(shapes)}: add a resized_crop "
+            "transform (or batch_size 1)"
+        )
+    pairings, first_point, first_image = [], 0, 0
+    for sample, size in zip(samples, sizes, strict=True):
+        pairing = sample["pairing"].copy()
+        pairing[:, 0] += first_point
+        pairing[:, 1] += first_image
+        pairings.append(pairing)
+        first_point += size
+        first_image += len(sample["images"])
+    images = np.stack([image for s in samples for image in s["images"]])
+    return {
+        "images": torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255),
+        "superpixels": torch.from_numpy(
+            np.stack([m for s in samples for m in s["superpixels"]]).astype(np.int64)
+        ),
+        "pairing": torch.from_numpy(np.concatenate(pairings).astype(np.int64)),
+    }
 
 
 def matching_points(first: PointBatch, second: PointBatch) -> tuple[Tensor, Tensor]:

@@ -10,18 +10,21 @@ batching) and how to write predictions in its native format.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset
 
+from pcseg.data.cameras import camera_keys, semantickitti_camera
 from pcseg.data.formats import s3dis, scannet, semantickitti
 from pcseg.data.formats.validation import DataFormatError
 from pcseg.data.meta import s3dis as s3dis_meta
 from pcseg.data.meta import scannet as scannet_meta
 from pcseg.data.meta import semantickitti as kitti_meta
 from pcseg.data.sample import Sample
+from pcseg.data.superpixels import SlicParams, SuperpixelCache
 from pcseg.data.transforms import Compose
 from pcseg.registry import Registry
 
@@ -125,6 +128,18 @@ def _sequence_names(sequences: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(f"{int(s):02d}" if str(s).isdigit() else str(s) for s in sequences)
 
 
+def superpixel_cache(root: Path, options: Mapping[str, Any] | None) -> SuperpixelCache:
+    """The superpixel cache of a dataset's ``superpixels`` option (see the datasets)."""
+    options = dict(options or {})
+    cache_dir = Path(options.pop("cache_dir", root / "superpixels"))
+    try:
+        params = SlicParams(**options)
+    except TypeError as error:
+        valid = "n_segments, compactness, sigma, cache_dir"
+        raise ValueError(f"superpixels: {error}; valid: {valid}") from None
+    return SuperpixelCache(root, cache_dir, params)
+
+
 @DATASETS.register("semantickitti")
 class SemanticKITTIDataset(SceneDataset):
     """SemanticKITTI-format sequences (``root/sequences/XX/velodyne/NNNNNN.bin`` ...).
@@ -137,6 +152,10 @@ class SemanticKITTIDataset(SceneDataset):
         frames: optional frame ids to keep (the same for every sequence).
         label_root: where ``sequences/XX/<label_dir>/`` lies when not under ``root`` (labels
             written beside a read-only data root, such as ``tools/pseudo_label.py`` output).
+        cameras: camera folders to read with each scan (e.g. ``[image_2]``), adding ``images``,
+            ``superpixels`` and ``pairing`` (calibration ``P·Tr`` from calib.txt).
+        superpixels: SLIC settings (``n_segments``, ``compactness``, ``sigma``) and ``cache_dir``
+            (default ``<root>/superpixels``) of the superpixel maps, computed on first use.
     """
 
     class_names = kitti_meta.CLASS_NAMES
@@ -150,10 +169,14 @@ class SemanticKITTIDataset(SceneDataset):
         label_dir: str | None = "labels",
         frames: Sequence[int] | None = None,
         label_root: str | Path | None = None,
+        cameras: Sequence[str] = (),
+        superpixels: Mapping[str, Any] | None = None,
         transforms: Compose | None = None,
     ) -> None:
         super().__init__(transforms=transforms)
         self.root = Path(root)
+        self.cameras = tuple(cameras)
+        self.superpixels = superpixel_cache(self.root, superpixels) if self.cameras else None
         self.label_dir = label_dir
         self.label_root = Path(label_root) if label_root is not None else self.root
         self.items: list[tuple[Path, int]] = []
@@ -182,9 +205,21 @@ class SemanticKITTIDataset(SceneDataset):
 
     def read(self, index: int) -> Sample:
         seq_dir, frame = self.items[index]
-        return semantickitti.read_frame(
+        sample = semantickitti.read_frame(
             seq_dir, frame, label_dir=None, label_path=self._label_path(seq_dir, frame)
         )
+        if self.cameras:
+            views = [semantickitti_camera(seq_dir, frame, camera=c) for c in self.cameras]
+            sample.update(camera_keys(sample["coord"], views, self.superpixels))
+        return sample
+
+    def camera_images(self) -> list[Path]:
+        """Every image the ``cameras`` option reads, e.g. to compute superpixels up front."""
+        return [
+            seq_dir / camera / f"{frame:06d}.png"
+            for seq_dir, frame in self.items
+            for camera in self.cameras
+        ]
 
     def num_points(self, index: int) -> int:
         seq_dir, frame = self.items[index]

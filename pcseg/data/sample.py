@@ -24,7 +24,13 @@ scene_id   str             identifier of the scan or room, unique within a datas
 The per-point keys are listed in :data:`POINT_KEYS`; :func:`index_points` selects points across
 all of them at once so that crops and subsampling keep them aligned.
 
-Image-to-LiDAR keys (``images``, ``pairing``, ``superpixels``) are added by the camera readers.
+Image-to-LiDAR keys, added by datasets that read cameras (``cameras:`` option):
+
+========== ==================== ===========================================================
+images     list of uint8 (H,W,3) one RGB image per camera
+superpixels list of uint8 (H,W)  SLIC superpixel ids of each image
+pairing    int64 (P, 4)          (point index, camera index, row, col) of each point-pixel pair
+========== ==================== ===========================================================
 """
 
 from __future__ import annotations
@@ -85,10 +91,29 @@ def index_points(sample: Sample, index: np.ndarray) -> Sample:
 
     Returns:
         A new dict: each key of :data:`POINT_KEYS` present in ``sample`` indexed by ``index``
-        (new arrays); all other keys (``scene_id``, ``frame_pose``, ...) as they are.
+        (new arrays); ``pairing`` rows renumbered to the kept points (rows of dropped points
+        removed, a repeated point's rows repeated); all other keys (``scene_id``,
+        ``frame_pose``, images, ...) as they are.
     """
     index = np.asarray(index)
-    return {
+    selected = {
         key: value[index] if key in POINT_KEYS else value  # type: ignore[index]
         for key, value in sample.items()
     }
+    if "pairing" in sample:
+        selected["pairing"] = _select_pairing(sample["pairing"], index, len(sample["coord"]))
+    return selected
+
+
+def _select_pairing(pairing: np.ndarray, index: np.ndarray, num_points: int) -> np.ndarray:
+    """Pairing rows (point, camera, row, col) for the points ``index`` selects, renumbered."""
+    chosen = np.flatnonzero(index) if index.dtype == bool else index.astype(np.int64)
+    order = np.argsort(pairing[:, 0], kind="stable")
+    sorted_points = pairing[order, 0]
+    start = np.searchsorted(sorted_points, chosen, side="left")
+    stop = np.searchsorted(sorted_points, chosen, side="right")
+    counts = stop - start
+    rows = np.repeat(start - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+    result = pairing[order[rows]].copy()
+    result[:, 0] = np.repeat(np.arange(len(chosen)), counts)
+    return result

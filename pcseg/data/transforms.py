@@ -403,4 +403,5 @@ def assemble_features(sample: Sample, keys: Sequence[str]) -> np.ndarray:
     return np.concatenate(columns, axis=1)
 
 
-from pcseg.data import lidar_features  # noqa: E402,F401  (registers the LiDAR transforms)
+# Registers the LiDAR and camera transforms, which build on the helpers above.
+from pcseg.data import image_transforms, lidar_features  # noqa: E402,F401

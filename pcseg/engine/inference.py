@@ -23,16 +23,42 @@ from pcseg.engine.evaluator import (
     tta_views,
 )
 from pcseg.engine.metrics import format_table
+from pcseg.methods import METHODS
 from pcseg.models.segmentor import Segmentor
 
 # What a model's predictions depend on besides its weights: these must match the checkpoint.
 _MODEL_INPUTS = ("data.name", "data.voxel_size", "data.features", "model.backbone")
 
 
-def _check_same_inputs(checkpoint: str | Path, saved: dict, config: Config) -> None:
+# What a pre-trained backbone depends on: its data (and classes) may differ from the config's.
+_BACKBONE_INPUTS = ("data.features", "model.backbone")
+
+
+def _check_same_inputs(
+    checkpoint: str | Path, saved: dict, config: Config, keys: tuple[str, ...] = _MODEL_INPUTS
+) -> None:
     for key, (old, new) in config_changes(config_from_dict(saved), config).items():
-        if key in _MODEL_INPUTS:
+        if key in keys:
             raise ValueError(f"{checkpoint}: trained with {key} = {old}, but the config has {new}")
+
+
+def _pretrained(saved_config: dict) -> bool:
+    """Whether a checkpoint comes from a backbone pre-training method (e.g. SLidR)."""
+    name = (saved_config.get("method") or {}).get("name")
+    return name in METHODS.names() and getattr(METHODS.get(name), "pretrains_backbone", False)
+
+
+def _load_backbone(model: nn.Module, checkpoint: str | Path, state: dict, config: Config) -> None:
+    """Only the backbone of a pre-training checkpoint; the classifier keeps its initialisation."""
+    _check_same_inputs(checkpoint, state["config"], config, _BACKBONE_INPUTS)
+    prefix = "backbone."
+    backbone = {k[len(prefix) :]: v for k, v in state["model"].items() if k.startswith(prefix)}
+    try:
+        model.backbone.load_state_dict(backbone)
+    except RuntimeError as error:
+        raise RuntimeError(
+            f"{checkpoint}: pre-trained backbone does not fit the config's: {error}"
+        ) from None
 
 
 WEIGHTS = ("model", "teacher")
@@ -42,13 +68,17 @@ def load_weights(
     model: nn.Module, checkpoint: str | Path, config: Config, *, weights: str = "model"
 ) -> None:
     """Put the checkpoint's model weights (``weights="model"``) or its mean teacher's
-    (``"teacher"``) into ``model`` (strict: every key must match).
+    (``"teacher"``) into ``model`` (strict: every key must match). From a pre-training
+    checkpoint (SLidR) only the backbone is taken, and only features and backbone must match.
 
     The checkpoint's dataset, voxel size, input features and model must be the config's.
     """
     state = load_checkpoint(checkpoint)
     if "model" not in state or "config" not in state:
         raise KeyError(f"{checkpoint}: not a training checkpoint (no model weights or config)")
+    if _pretrained(state["config"]) and weights == "model":
+        _load_backbone(model, checkpoint, state, config)
+        return
     _check_same_inputs(checkpoint, state["config"], config)
     if weights not in WEIGHTS:
         raise ValueError(f"unknown weights {weights!r}; valid: {', '.join(WEIGHTS)}")

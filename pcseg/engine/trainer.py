@@ -198,6 +198,8 @@ def fit(config: Config, work_dir: str | Path, *, resume: bool = False, progress:
     model = build.build_model(config, train_set.num_classes)
     if config.model.init_from is not None:
         load_weights(model, config.model.init_from, config)
+    if hasattr(method, "wrap_model"):  # pre-training methods add modules around the backbone
+        model = method.wrap_model(model)
     model = model.to(info.device)
     if hasattr(method, "attach"):  # methods that keep a copy of the model (mean teacher)
         method.attach(model)

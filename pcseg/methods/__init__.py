@@ -4,4 +4,4 @@ from pcseg.registry import Registry
 
 METHODS: Registry = Registry("method")
 
-from pcseg.methods import cpcm, mean_teacher, supervised  # noqa: E402,F401  (register their methods)
+from pcseg.methods import cpcm, mean_teacher, slidr, supervised  # noqa: E402,F401  (register)
