@@ -21,6 +21,7 @@ from pcseg.ops import (
     region_margin_reference,
     region_mask_reference,
     segment_mean_reference,
+    superpixel_pool_reference,
     suppressed_selection,
     suppressed_selection_reference,
     voxelize,
@@ -112,6 +113,43 @@ def bench_segment_mean(name: str, coord: np.ndarray, channels: int, repeats: int
             "median_ms": times,
         }
     )
+
+
+def bench_superpixel_pool(name: str, coord: np.ndarray, channels: int, repeats: int) -> dict:
+    """Superpixel-style pooling of point features (every point paired once, segments = 1.5 m
+    grid cells, about 5k on a KITTI scan), forward and forward + backward: the kernel, the
+    reference and torch_scatter's scatter_mean."""
+    points = torch.from_numpy(np.ascontiguousarray(coord, dtype=np.float32))
+    segment = voxelize(points, 1.5).inverse
+    count = int(segment.max()) + 1
+    index = torch.randperm(len(points), generator=torch.Generator().manual_seed(0))
+    segment = segment[index]
+    feat = torch.randn(len(points), channels, generator=torch.Generator().manual_seed(0))
+    grad_feat = feat.clone().requires_grad_()
+
+    def backward(pool: Callable) -> Callable[[], None]:
+        def run() -> None:
+            pool(grad_feat).sum().backward()
+            grad_feat.grad = None
+
+        return run
+
+    pools: dict[str, Callable] = {
+        "reference": lambda f: superpixel_pool_reference(f, index, segment, count)[0],
+    }
+    if extension_available():
+        pools["kernel"] = lambda f: torch.ops.pcseg.superpixel_pool(f, index, segment, count)[0]
+    scatter_mean = _scatter_mean()
+    if scatter_mean is not None:
+        pools["torch_scatter_mean"] = lambda f: scatter_mean(f[index], segment, dim=0)
+    times = {method: median_ms(lambda p=pool: p(feat), repeats) for method, pool in pools.items()}
+    backward_times = {method: median_ms(backward(pool), repeats) for method, pool in pools.items()}
+    # Read N x C features and 2 x 8 B of indices per pairing, write S x C means (float32).
+    megabytes = (len(points) * (channels * 4 + 16) + count * channels * 4) / 1e6
+    result = {"case": name, "points": len(points), "channels": channels, "superpixels": count,
+              "bytes_moved_mb": megabytes, "median_ms": times,
+              "forward_backward_median_ms": backward_times}  # fmt: skip
+    return _with_ratios(result)
 
 
 def _with_ratios(result: dict) -> dict:

@@ -30,6 +30,7 @@ from bench_ops import (
     bench_region_margin,
     bench_region_mask,
     bench_segment_mean,
+    bench_superpixel_pool,
     bench_suppressed_selection,
     bench_voxelize,
 )
@@ -283,6 +284,9 @@ def cases(data_root: Path, repeats: int) -> list[dict]:
         results.append(bench_segment_mean(f"segment_mean/{REAL_SCAN_NAME}_x64", coord, 64, repeats))
         results.append(bench_region_mask(f"region_mask/{REAL_SCAN_NAME}_g4", coord, repeats))
         results.append(bench_region_margin(f"region_margin/{REAL_SCAN_NAME}_x19", coord, repeats))
+        results.append(
+            bench_superpixel_pool(f"superpixel_pool/{REAL_SCAN_NAME}_x64", coord, 64, repeats)
+        )
         for channels in DEPTHWISE_CHANNELS:
             results.append(
                 bench_depthwise_conv(

@@ -73,6 +73,17 @@ def test_region_margin_benchmark_compares_with_torch_scatter():
     assert (result["points"], result["classes"]) == (5000, 5)
 
 
+def test_superpixel_pool_benchmark_times_both_directions():
+    tool = load_tool()
+    cloud = np.random.default_rng(6).uniform(0, [30, 30, 2], (6000, 3))
+    result = tool.bench_superpixel_pool("small", cloud, 8, repeats=2)
+    methods = {"reference", "kernel", "torch_scatter_mean"}
+    assert set(result["median_ms"]) == set(result["forward_backward_median_ms"]) == methods
+    grid = np.floor(cloud.astype(np.float32).astype(np.float64) / 1.5)
+    assert result["superpixels"] == len(np.unique(grid, axis=0))
+    assert result["bytes_moved_mb"] == (6000 * (8 * 4 + 16) + result["superpixels"] * 32) / 1e6
+
+
 def test_suppressed_selection_benchmark_checks_kernel_against_reference():
     tool = load_tool()
     result = tool.bench_suppressed_selection(
@@ -108,6 +119,7 @@ def test_op_cases_cover_every_op_on_both_clouds(tmp_path, monkeypatch):
         "bench_segment_mean",
         "bench_region_mask",
         "bench_region_margin",
+        "bench_superpixel_pool",
         "bench_depthwise_conv",
     )
     for name in (*names, "bench_suppressed_selection"):
@@ -122,6 +134,7 @@ def test_op_cases_cover_every_op_on_both_clouds(tmp_path, monkeypatch):
         "segment_mean/semantickitti_00_000000_x64",
         "region_mask/semantickitti_00_000000_g4",
         "region_margin/semantickitti_00_000000_x19",
+        "superpixel_pool/semantickitti_00_000000_x64",
         "depthwise_conv/semantickitti_00_000000_x32",
         "depthwise_conv/semantickitti_00_000000_x64",
         "depthwise_conv/semantickitti_00_000000_x128",
