@@ -14,7 +14,7 @@ the camera-cropped KITTI-object frame 000008, all of which lie inside its image.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +22,7 @@ import numpy as np
 import yaml
 
 from pcseg.data.formats import semantickitti as kitti
-from pcseg.data.formats.validation import DataFormatError
+from pcseg.data.formats.validation import DataFormatError, read_json
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,8 @@ class Camera:
     height: int
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as uint8 (H, W, 3)."""
+def _from_image(path: str | Path, use: Callable):
+    """``use(image)`` on the opened image file, naming the file when it is missing or broken."""
     from PIL import Image, UnidentifiedImageError  # optional: only camera work needs images
 
     path = Path(path)
@@ -45,23 +45,19 @@ def read_rgb(path: str | Path) -> np.ndarray:
         raise DataFormatError(path, "file not found")
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
+            return use(image)
     except (OSError, UnidentifiedImageError) as error:
         raise DataFormatError(path, f"cannot decode image: {error}") from error
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Read an image file as uint8 (H, W, 3)."""
+    return _from_image(path, lambda image: np.asarray(image.convert("RGB")))
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) of an image file, read from its header only."""
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataFormatError(path, "file not found")
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except (OSError, UnidentifiedImageError) as error:
-        raise DataFormatError(path, f"cannot decode image: {error}") from error
+    return _from_image(path, lambda image: image.size)
 
 
 def intrinsic_projection(intrinsic: np.ndarray, lidar_to_camera: np.ndarray) -> np.ndarray:
@@ -122,7 +118,7 @@ def kitti_object_camera(calibration_json: str | Path) -> Camera:
     """KITTI-object style camera: a JSON with ``image`` (beside it), ``width``, ``height`` and a
     4x4 ``lidar2img`` (= P2 · R0_rect · Tr_velo_to_cam)."""
     path = Path(calibration_json)
-    data = _read_json(path)
+    data = read_json(path)
     try:
         lidar_to_image = np.asarray(data["lidar2img"], np.float64)
         width, height = int(data["width"]), int(data["height"])
@@ -179,17 +175,6 @@ def rigid_transform(rotation: np.ndarray, translation: Sequence[float]) -> np.nd
     transform[:3, :3] = rotation
     transform[:3, 3] = translation
     return transform
-
-
-def _read_json(path: Path) -> dict:
-    import json
-
-    if not path.is_file():
-        raise DataFormatError(path, "file not found")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DataFormatError(path, f"not valid JSON: {error}") from error
 
 
 def camera_keys(

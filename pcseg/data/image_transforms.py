@@ -110,7 +110,6 @@ class ResizedCrop(_Repr):
                 "pairing": np.concatenate(moved) if moved else sample["pairing"]}  # fmt: skip
 
     def _draw(self, shape, rows: np.ndarray, rng) -> tuple[tuple[int, int, int, int], np.ndarray]:
-        box = (0, 0, *shape)
         for _ in range(self.tries):
             box = _crop_box(*shape, self.scale, self.ratio, rng)
             kept = self._move(rows, box)

@@ -25,7 +25,7 @@ import numpy as np
 
 from pcseg.data.formats.files import atomic_output, write_text
 from pcseg.data.formats.limited_annotation import check_indices
-from pcseg.data.formats.validation import DataFormatError
+from pcseg.data.formats.validation import DataFormatError, read_json
 from pcseg.data.sample import Sample
 
 FORMAT = "pcseg.sparse_labels"
@@ -203,10 +203,7 @@ def read_budget(path: str | Path) -> LabelBudget:
     for file in (npz_path, json_path):
         if not file.is_file():
             raise DataFormatError(file, "sparse-label file not found (a budget is .npz + .json)")
-    try:
-        manifest = json.loads(json_path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataFormatError(json_path, f"not valid JSON: {error}") from None
+    manifest = read_json(json_path)
     arrays = read_scene_arrays(npz_path)
     labels = None
     if isinstance(manifest, dict) and manifest.get("labels") == "given":

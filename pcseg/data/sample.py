@@ -101,11 +101,11 @@ def index_points(sample: Sample, index: np.ndarray) -> Sample:
         for key, value in sample.items()
     }
     if "pairing" in sample:
-        selected["pairing"] = _select_pairing(sample["pairing"], index, len(sample["coord"]))
+        selected["pairing"] = _select_pairing(sample["pairing"], index)
     return selected
 
 
-def _select_pairing(pairing: np.ndarray, index: np.ndarray, num_points: int) -> np.ndarray:
+def _select_pairing(pairing: np.ndarray, index: np.ndarray) -> np.ndarray:
     """Pairing rows (point, camera, row, col) for the points ``index`` selects, renumbered."""
     chosen = np.flatnonzero(index) if index.dtype == bool else index.astype(np.int64)
     order = np.argsort(pairing[:, 0], kind="stable")

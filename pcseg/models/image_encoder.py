@@ -22,18 +22,17 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class Bottleneck(nn.Module):
-    expansion = 4
+    """1x1 -> 3x3 (dilated) -> 1x1 to ``planes * 4`` channels, plus the shortcut."""
 
     def __init__(self, inplanes: int, planes: int, *, stride: int, dilation: int) -> None:
         super().__init__()
-        width = planes
-        self.conv1 = nn.Conv2d(inplanes, width, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(
-            width, width, 3, stride=stride, padding=dilation, dilation=dilation, bias=False
+            planes, planes, 3, stride=stride, padding=dilation, dilation=dilation, bias=False
         )
-        self.bn2 = nn.BatchNorm2d(width)
-        self.conv3 = nn.Conv2d(width, planes * 4, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * 4)
         self.downsample = None
         if stride != 1 or inplanes != planes * 4:
@@ -101,7 +100,8 @@ def read_resnet_weights(path: str | Path) -> dict[str, Tensor]:
                 break
         if not key.startswith("fc.") and not key.startswith("encoder_k."):
             trunk[key] = value
-    expected = DilatedResNet50().state_dict()
+    with torch.device("meta"):  # the key names only: no 23.5 M parameters allocated
+        expected = DilatedResNet50().state_dict()
     missing = sorted(set(expected) - set(trunk))
     unexpected = sorted(set(trunk) - set(expected))
     if missing or unexpected:

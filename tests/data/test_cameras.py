@@ -8,7 +8,7 @@ import pytest
 
 from pcseg.data import cameras
 from pcseg.data.formats import semantickitti
-from pcseg.data.formats.validation import DataFormatError
+from pcseg.data.formats.validation import DataFormatError, read_json
 
 
 def test_every_kitti_object_point_lands_in_its_image(shared_data):
@@ -22,7 +22,7 @@ def test_every_kitti_object_point_lands_in_its_image(shared_data):
     assert row.min() >= 0 and row.max() <= 374 and col.min() >= 0 and col.max() <= 1241
     # lidar2img = P2 · R0 · Tr: the plain P2 in 000008.txt after lidar2cam_rect gives the same.
     p2 = np.loadtxt(root / "000008.txt").reshape(4, 4)
-    calib = cameras._read_json(root / "calibration.json")
+    calib = read_json(root / "calibration.json")
     rebuilt = (p2 @ np.asarray(calib["lidar2cam_rect"]))[:3]
     np.testing.assert_allclose(rebuilt, camera.lidar_to_pixel, rtol=1e-6, atol=1e-4)
 

@@ -10,7 +10,6 @@ per camera). Paths from the tables are resolved inside the data root.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from pcseg.data.formats.validation import (
     check_coords,
     check_count,
     map_ids,
+    read_json,
     read_records,
     resolve_inside,
 )
@@ -98,10 +98,7 @@ class NuScenesTables:
         path = self.table_dir / f"{name}.json"
         if not path.is_file():
             raise DataFormatError(path, "devkit table not found")
-        try:
-            table = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise DataFormatError(path, f"not valid JSON: {error}") from error
+        table = read_json(path)
         if not isinstance(table, list):
             raise DataFormatError(path, "a devkit table must be a JSON list of records")
         return table
@@ -147,8 +144,8 @@ def cameras_from_calibration(path: str | Path, image_root: str | Path) -> tuple[
 
     path = Path(path)
     try:
-        images = json.loads(path.read_text())["images"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
+        images = read_json(path)["images"]
+    except (KeyError, TypeError) as error:
         raise DataFormatError(path, f"needs an 'images' table: {error}") from error
     cameras = []
     for name, entry in images.items():

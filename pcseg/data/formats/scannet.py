@@ -33,6 +33,7 @@ from pcseg.data.formats.validation import (
     check_count,
     classes_to_ids,
     map_ids,
+    read_json,
     read_path_list,
 )
 from pcseg.data.meta import scannet as meta
@@ -106,12 +107,7 @@ def read_label_table(path: str | Path) -> dict[str, int]:
 
 
 def _load_json(path: Path, key: str) -> dict:
-    if not path.is_file():
-        raise DataFormatError(path, "file not found")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DataFormatError(path, f"invalid JSON: {error}") from error
+    data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get(key), list):
         raise DataFormatError(path, f"missing list {key!r}")
     return data

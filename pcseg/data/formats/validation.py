@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +33,17 @@ def read_records(path: str | Path, dtype: np.dtype | str, width: int) -> np.ndar
             f"({width} x {np.dtype(dtype).name})",
         )
     return np.fromfile(path, dtype=dtype).reshape(-1, width)
+
+
+def read_json(path: str | Path) -> Any:
+    """Parse a JSON file, naming it when it is missing or not valid JSON."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(path, "file not found")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DataFormatError(path, f"not valid JSON: {error}") from error
 
 
 def check_coords(path: str | Path, coord: np.ndarray) -> None:
